@@ -1,0 +1,3 @@
+from avdit.cli import main
+
+raise SystemExit(main())

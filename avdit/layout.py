@@ -1,0 +1,181 @@
+"""Seconds <-> video frames <-> latent frames <-> time segments, for both modalities.
+
+Every time a user gives is in seconds. This module is the one place that turns seconds into
+latent frames and segments, from the codec strides, fps, sample rate and segment length in a
+checkpoint's config.
+
+Rules (the contract the tests check):
+- Video latent frames. A causal codec encodes frame 0 alone and then groups of `temporal_stride`
+  frames: latent 0 covers frame 0, latent k >= 1 covers frames 1 + (k-1)s .. ks (17 frames at
+  s = 4 give 5 latent frames). A non-causal codec encodes groups of s frames. Frame i spans
+  [i / fps, (i + 1) / fps) seconds, so each latent frame spans a half-open interval in seconds.
+- Audio latent frame j spans [j * hop, (j + 1) * hop) samples, in seconds [j*hop/sr, (j+1)*hop/sr).
+  The hop need not divide a segment.
+- Segments. With a causal video codec the first segment is the first video frame, [0, 1/fps),
+  because that frame is its own latent; after it come segments of `segment_seconds` each
+  (0.125 s, then 0.5 s each at 8 fps). Without a causal codec segments start at 0. A latent frame
+  of either modality belongs to the segment holding the midpoint of its span (the last segment
+  takes any tail past the clip's end).
+- A time span [a, b) "covers" a latent frame when the frame's whole span (cut at the clip's end)
+  lies inside it (up to 1 microsecond): task masks keep a latent frame only when every moment it
+  encodes was given.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from avdit.config import AVDiTConfig
+
+_EPS = 1e-6  # seconds; float slack when comparing span ends
+
+
+def _check_seconds(name: str, value: float, *, allow_zero: bool = True) -> float:
+    value = float(value)
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        accepted = "a finite number of seconds >= 0" if allow_zero else "a finite number of seconds > 0"
+        raise ValueError(f"{name} is {value!r}; expected {accepted}")
+    return value
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where every latent frame of a clip of `num_frames` video frames sits in time."""
+
+    fps: float
+    sample_rate: int
+    temporal_stride: int
+    causal: bool
+    hop: int
+    segment_seconds: float
+    num_frames: int  # video frames
+    num_samples: int  # audio samples
+
+    @classmethod
+    def from_config(cls, config: AVDiTConfig, duration: float | None = None, num_frames: int | None = None) -> "Layout":
+        """The layout of a clip `duration` seconds long (or `num_frames` video frames; default one window)."""
+        lay = config.layout
+        if num_frames is None:
+            if duration is None:
+                num_frames = lay.window_frames
+            else:
+                duration = _check_seconds("duration", duration, allow_zero=False)
+                num_frames = max(1, round(duration * lay.fps))
+                if config.video_codec.causal:
+                    # a causal codec needs 1 + k*s frames: round up so the whole duration is covered
+                    s = config.video_codec.temporal_stride
+                    num_frames = 1 + s * math.ceil((num_frames - 1) / s)
+        if num_frames < 1:
+            raise ValueError(f"num_frames is {num_frames}; expected at least 1 video frame")
+        num_samples = round(num_frames / lay.fps * lay.sample_rate)
+        return cls(
+            fps=float(lay.fps),
+            sample_rate=int(lay.sample_rate),
+            temporal_stride=config.video_codec.temporal_stride,
+            causal=config.video_codec.causal,
+            hop=config.audio_codec.hop,
+            segment_seconds=float(lay.segment_seconds),
+            num_frames=int(num_frames),
+            num_samples=int(num_samples),
+        )
+
+    # --- sizes -------------------------------------------------------------------------
+    @property
+    def duration(self) -> float:
+        return self.num_frames / self.fps
+
+    @property
+    def video_latent_frames(self) -> int:
+        s = self.temporal_stride
+        if self.causal:
+            return 1 + math.ceil((self.num_frames - 1) / s)
+        return math.ceil(self.num_frames / s)
+
+    @property
+    def audio_latent_frames(self) -> int:
+        return math.ceil(self.num_samples / self.hop)
+
+    @property
+    def head_seconds(self) -> float:
+        """Length of the first segment: one video frame for a causal codec, else a whole segment."""
+        return 1.0 / self.fps if self.causal else self.segment_seconds
+
+    @property
+    def num_segments(self) -> int:
+        return int(max(self.video_segments.max(), self.audio_segments.max())) + 1
+
+    # --- spans in seconds ----------------------------------------------------------------
+    @property
+    def video_spans(self) -> torch.Tensor:
+        """(Tv, 2) float64: [start, end) seconds of each video latent frame."""
+        s, n = self.temporal_stride, self.video_latent_frames
+        k = torch.arange(n, dtype=torch.float64)
+        if self.causal:
+            first = torch.where(k == 0, 0.0, 1 + (k - 1) * s)
+            last = torch.where(k == 0, 1.0, 1 + k * s)
+        else:
+            first, last = k * s, (k + 1) * s
+        return torch.stack([first, last], dim=1) / self.fps
+
+    @property
+    def audio_spans(self) -> torch.Tensor:
+        """(Ta, 2) float64: [start, end) seconds of each audio latent frame."""
+        j = torch.arange(self.audio_latent_frames, dtype=torch.float64)
+        return torch.stack([j, j + 1], dim=1) * self.hop / self.sample_rate
+
+    @property
+    def video_times(self) -> torch.Tensor:
+        """(Tv,) midpoint of each video latent frame in seconds: its position on the shared time axis."""
+        return self.video_spans.mean(dim=1)
+
+    @property
+    def audio_times(self) -> torch.Tensor:
+        """(Ta,) midpoint of each audio latent frame in seconds."""
+        return self.audio_spans.mean(dim=1)
+
+    # --- segments ------------------------------------------------------------------------
+    def segment_of(self, seconds: torch.Tensor) -> torch.Tensor:
+        """Index of the segment holding each time (long tensor, same shape)."""
+        head = self.head_seconds
+        later = 1 + torch.floor((seconds - head) / self.segment_seconds + _EPS).long()
+        return torch.where(seconds < head - _EPS, torch.zeros_like(later), later)
+
+    @property
+    def video_segments(self) -> torch.Tensor:
+        """(Tv,) segment index of each video latent frame."""
+        return self._clamped_segments(self.video_times)
+
+    @property
+    def audio_segments(self) -> torch.Tensor:
+        """(Ta,) segment index of each audio latent frame."""
+        return self._clamped_segments(self.audio_times)
+
+    def _clamped_segments(self, times: torch.Tensor) -> torch.Tensor:
+        # the clip's last segment takes any latent frame whose midpoint lies past the clip's end
+        last = int(self.segment_of(torch.tensor([self.duration - _EPS], dtype=torch.float64))[0])
+        return self.segment_of(times).clamp(max=last)
+
+    def segment_spans(self) -> torch.Tensor:
+        """(N, 2) [start, end) seconds of each segment (the last one ends at the clip's end)."""
+        n = self.num_segments
+        starts = torch.tensor([0.0] + [self.head_seconds + (i - 1) * self.segment_seconds for i in range(1, n)], dtype=torch.float64)
+        ends = torch.cat([starts[1:], torch.tensor([self.duration], dtype=torch.float64)])
+        return torch.stack([starts, ends], dim=1)
+
+    # --- seconds -> latent frames ------------------------------------------------------------
+    def covered(self, spans: list[tuple[float, float]], modality: str) -> torch.Tensor:
+        """(T,) bool: latent frames of `modality` ('video' or 'audio') wholly inside any of `spans` (seconds)."""
+        frames = {"video": self.video_spans, "audio": self.audio_spans}
+        if modality not in frames:
+            raise ValueError(f"modality is {modality!r}; expected 'video' or 'audio'")
+        latent = frames[modality].clamp(max=self.duration)  # padding past the clip's end is not content
+        inside = torch.zeros(latent.shape[0], dtype=torch.bool)
+        for start, end in spans:
+            start = _check_seconds("span start", start)
+            end = _check_seconds("span end", end)
+            if end < start:
+                raise ValueError(f"span ({start}, {end}) ends before it starts; give (start, end) with start <= end seconds")
+            inside |= (latent[:, 0] >= start - _EPS) & (latent[:, 1] <= end + _EPS)
+        return inside

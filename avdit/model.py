@@ -1,0 +1,261 @@
+"""AVDiT: one transformer that denoises video and audio latents together, with a noise level
+per token (Kim et al., NeurIPS 2024, with the deviations named below).
+
+Sections: embedders, block, final layer, model, positional embeddings, size presets.
+
+Deviations from the paper, on purpose:
+- Positions: both modalities share one time axis in seconds (the midpoint of each latent frame),
+  so audio and video of the same moment get the same time embedding and the model runs at
+  durations other than its training window. Video adds a 2D spatial sinusoid, and each modality
+  a learned embedding. The paper draws separate encodings per modality.
+- The final layer is adaLN-modulated by the token's level, as in DiT (the paper's figure omits it).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from avdit.config import AVDiTConfig, ModelConfig
+from avdit.layout import Layout
+
+
+# --- embedders -------------------------------------------------------------------------------
+def sinusoid(values: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """(...,) float -> (..., dim) [cos | sin] features at geometric frequencies."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=values.device) / half)
+    angles = values.float()[..., None] * freqs  # (..., half)
+    emb = torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+    return F.pad(emb, (0, dim - 2 * half))
+
+
+class LevelEmbedder(nn.Module):
+    """Noise level in [0, 1] -> a width-D conditioning vector (sinusoid + MLP, as DiT's timestep)."""
+
+    def __init__(self, width: int, frequencies: int):
+        super().__init__()
+        self.frequencies = frequencies
+        self.mlp = nn.Sequential(nn.Linear(frequencies, width), nn.SiLU(), nn.Linear(width, width))
+
+    def forward(self, levels: torch.Tensor) -> torch.Tensor:
+        # levels (U,) -> (U, D); scaled to DDPM's 0..1000 so the sinusoid resolves small steps
+        return self.mlp(sinusoid(levels * 1000.0, self.frequencies).to(self.mlp[0].weight.dtype))
+
+
+# --- transformer block ---------------------------------------------------------------------------
+class Block(nn.Module):
+    """adaLN-Zero transformer block whose shift, scale and gate come per token."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float):
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"width {width} must be divisible by heads {heads}")
+        self.heads = heads
+        hidden = int(width * mlp_ratio)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.fc1 = nn.Linear(width, hidden)
+        self.fc2 = nn.Linear(hidden, width)
+        # level embedding -> (shift1, scale1, gate1, shift2, scale2, gate2); zero-initialised
+        self.modulation = nn.Linear(width, 6 * width)
+
+    def modulation_table(self, level_cond: torch.Tensor) -> torch.Tensor:
+        """(U, D) SiLU'd level embeddings -> (U, 6D) modulations, with 1 added to the scales."""
+        table = self.modulation(level_cond)
+        d = table.shape[-1] // 6
+        # fold adaLN's (1 + scale) in here, once per distinct level rather than once per token
+        table[:, d : 2 * d] += 1
+        table[:, 4 * d : 5 * d] += 1
+        return table
+
+    def forward(self, x: torch.Tensor, modulation: torch.Tensor) -> torch.Tensor:
+        # x (B, L, D); modulation (B, L, 6D) gathered per token from `modulation_table`
+        b, length, d = x.shape
+        shift1, scale1, gate1, shift2, scale2, gate2 = modulation.chunk(6, dim=-1)  # each (B, L, D)
+        h = torch.addcmul(shift1, F.layer_norm(x, (d,), eps=1e-6), scale1)  # (B, L, D)
+        q, k, v = self.qkv(h).view(b, length, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # (B, H, L, hd) each
+        h = F.scaled_dot_product_attention(q, k, v)  # (B, H, L, hd)
+        h = self.proj(h.transpose(1, 2).reshape(b, length, d))  # (B, L, D)
+        x = torch.addcmul(x, gate1, h)
+        h = torch.addcmul(shift2, F.layer_norm(x, (d,), eps=1e-6), scale2)  # (B, L, D)
+        h = self.fc2(F.gelu(self.fc1(h), approximate="tanh"))  # (B, L, D)
+        return torch.addcmul(x, gate2, h)
+
+
+class FinalLayer(nn.Module):
+    """Level-modulated LayerNorm, then one linear head per modality."""
+
+    def __init__(self, width: int, video_out: int, audio_out: int):
+        super().__init__()
+        self.modulation = nn.Linear(width, 2 * width)
+        self.video = nn.Linear(width, video_out)
+        self.audio = nn.Linear(width, audio_out)
+
+    def modulation_table(self, level_cond: torch.Tensor) -> torch.Tensor:
+        table = self.modulation(level_cond)  # (U, 2D): shift, scale
+        table[:, table.shape[-1] // 2 :] += 1
+        return table
+
+    def forward(self, x: torch.Tensor, modulation: torch.Tensor, num_video: int) -> tuple[torch.Tensor, torch.Tensor]:
+        shift, scale = modulation.chunk(2, dim=-1)  # (B, L, D) each
+        x = torch.addcmul(shift, F.layer_norm(x, (x.shape[-1],), eps=1e-6), scale)
+        return self.video(x[:, :num_video]), self.audio(x[:, num_video:])
+
+
+# --- the model -----------------------------------------------------------------------------------
+class AVDiT(nn.Module):
+    """The denoiser: (noisy video latent, noisy audio latent, per-frame levels) -> network output.
+
+    The output is the schedule's target (velocity, eps or v) for every latent element; see
+    `avdit.schedule.Schedule.denoised` for the x0 it implies.
+    """
+
+    def __init__(self, config: AVDiTConfig):
+        super().__init__()
+        self.config = config
+        m: ModelConfig = config.model
+        d, p = m.width, m.video_patch
+        self.width, self.patch = d, p
+        self.video_channels = config.video_codec.latent_channels
+        self.audio_channels = config.audio_codec.latent_channels
+        self.video_embed = nn.Linear(self.video_channels * p * p, d)
+        self.audio_embed = nn.Linear(self.audio_channels, d)
+        self.modality_embed = nn.Parameter(torch.zeros(2, d))
+        self.level_embed = LevelEmbedder(d, m.level_frequencies)
+        self.blocks = nn.ModuleList(Block(d, m.heads, m.mlp_ratio) for _ in range(m.depth))
+        self.final = FinalLayer(d, self.video_channels * p * p, self.audio_channels)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """Xavier linears; level MLP N(0, 0.02); modality embedding N(0, 0.02); and zeros for
+        every modulation and both output heads, so each block starts as the identity
+        (adaLN-Zero) and the model's first output is 0."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+        for layer in (self.level_embed.mlp[0], self.level_embed.mlp[2]):
+            nn.init.normal_(layer.weight, std=0.02)
+        nn.init.normal_(self.modality_embed, std=0.02)
+        for module in [b.modulation for b in self.blocks] + [self.final.modulation, self.final.video, self.final.audio]:
+            nn.init.zeros_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    # --- conditioning -------------------------------------------------------------------------
+    def level_conditioning(
+        self, video_levels: torch.Tensor, audio_levels: torch.Tensor, tokens_per_frame: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Distinct levels' SiLU'd embeddings (U, D) and each token's row in them (B, L)."""
+        levels = torch.cat([video_levels, audio_levels], dim=1).float()  # (B, Tv + Ta)
+        distinct, index = torch.unique(levels, return_inverse=True)  # (U,), (B, Tv + Ta)
+        tv = video_levels.shape[1]
+        token_index = torch.cat([index[:, :tv].repeat_interleave(tokens_per_frame, dim=1), index[:, tv:]], dim=1)  # (B, L)
+        return F.silu(self.level_embed(distinct)), token_index
+
+    def token_modulation(self, video_levels, audio_levels, tokens_per_frame: int, block: int = 0) -> torch.Tensor:
+        """(B, L, 6D) modulation of every token in one block (for inspection and tests)."""
+        cond, token_index = self.level_conditioning(video_levels, audio_levels, tokens_per_frame)
+        return self.blocks[block].modulation_table(cond)[token_index]
+
+    def positions(self, layout_times: tuple[torch.Tensor, torch.Tensor], grid: tuple[int, int], device, dtype) -> torch.Tensor:
+        """(Lv + La, D) fixed positional embedding: [time | row | column] sinusoids + modality."""
+        d = self.width
+        d_time = d // 2
+        d_space = (d - d_time) // 2
+        video_times, audio_times = (t.to(device) * self.config.model.time_scale for t in layout_times)
+        gh, gw = grid
+        rows = torch.arange(gh, device=device).repeat_interleave(gw).float()  # (h*w,)
+        cols = torch.arange(gw, device=device).repeat(gh).float()
+        space = torch.cat([sinusoid(rows, d_space), sinusoid(cols, d - d_time - d_space)], dim=-1)  # (h*w, D - d_time)
+        video = torch.cat(
+            [sinusoid(video_times, d_time).repeat_interleave(gh * gw, dim=0), space.repeat(len(video_times), 1)], dim=-1
+        )  # (Tv*h*w, D)
+        audio = F.pad(sinusoid(audio_times, d_time), (0, d - d_time))  # (Ta, D)
+        pos = torch.cat([video + self.modality_embed[0].float(), audio + self.modality_embed[1].float()], dim=0)
+        return pos.to(dtype)
+
+    # --- forward --------------------------------------------------------------------------------
+    def forward(
+        self,
+        video: torch.Tensor,
+        audio: torch.Tensor,
+        video_levels: torch.Tensor,
+        audio_levels: torch.Tensor,
+        times: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """video (B, Cv, Tv, h, w), audio (B, Ca, Ta), levels (B, Tv) and (B, Ta) in [0, 1].
+
+        `times` overrides each latent frame's position in seconds ((Tv,), (Ta,)); by default it
+        comes from the checkpoint's layout. Returns outputs shaped like `video` and `audio`.
+        """
+        b, cv, tv, h, w = video.shape
+        ta = audio.shape[2]
+        p = self.patch
+        if h % p or w % p:
+            raise ValueError(f"video latent is {h}x{w}; it must be a multiple of the patch size {p}")
+        if cv != self.video_channels or audio.shape[1] != self.audio_channels:
+            raise ValueError(
+                f"latents have {cv} video and {audio.shape[1]} audio channels; "
+                f"this model takes {self.video_channels} and {self.audio_channels}"
+            )
+        if video_levels.shape != (b, tv) or audio_levels.shape != (b, ta):
+            raise ValueError(
+                f"levels have shapes {tuple(video_levels.shape)} and {tuple(audio_levels.shape)}; expected ({b}, {tv}) and ({b}, {ta})"
+            )
+        dtype = self.video_embed.weight.dtype
+        gh, gw = h // p, w // p
+        if times is None:
+            times = latent_times(self.config, tv, ta)
+        tokens_v = rearrange(video.to(dtype), "b c t (gh p) (gw q) -> b (t gh gw) (c p q)", p=p, q=p)  # (B, Lv, Cv*p*p)
+        tokens_a = rearrange(audio.to(dtype), "b c t -> b t c")  # (B, La, Ca)
+        x = torch.cat([self.video_embed(tokens_v), self.audio_embed(tokens_a)], dim=1)  # (B, L, D)
+        x = x + self.positions(times, (gh, gw), x.device, dtype)  # (B, L, D)
+        cond, token_index = self.level_conditioning(video_levels, audio_levels, gh * gw)  # (U, D), (B, L)
+        for block in self.blocks:
+            x = block(x, block.modulation_table(cond)[token_index])  # (B, L, D)
+        out_v, out_a = self.final(x, self.final.modulation_table(cond)[token_index], tv * gh * gw)
+        out_v = rearrange(out_v, "b (t gh gw) (c p q) -> b c t (gh p) (gw q)", t=tv, gh=gh, gw=gw, p=p, q=p)
+        return out_v, rearrange(out_a, "b t c -> b c t")
+
+    def flops_per_forward(self, batch: int, video_shape: tuple[int, int, int], audio_frames: int) -> int:
+        """FLOPs of one forward (2 per multiply-add of every matmul and of attention)."""
+        tv, h, w = video_shape
+        lv = tv * (h // self.patch) * (w // self.patch)
+        length = lv + audio_frames
+        d = self.width
+        hidden = self.blocks[0].fc1.out_features
+        per_token_block = 2 * (3 * d * d + d * d + 2 * d * hidden)
+        attention = 2 * 2 * length * length * d  # QK^T and AV
+        blocks = len(self.blocks) * (length * per_token_block + attention)
+        embed = 2 * lv * self.video_embed.in_features * d + 2 * audio_frames * self.audio_channels * d
+        head = 2 * lv * d * self.final.video.out_features + 2 * audio_frames * d * self.audio_channels
+        return batch * (blocks + embed + head)
+
+
+def latent_times(config: AVDiTConfig, video_latent_frames: int, audio_latent_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Midpoint in seconds of each latent frame, for latents of the given lengths."""
+    s = config.video_codec.temporal_stride
+    frames = 1 + s * (video_latent_frames - 1) if config.video_codec.causal else s * video_latent_frames
+    layout = Layout.from_config(config, num_frames=frames)
+    audio = torch.arange(audio_latent_frames, dtype=torch.float64)
+    audio_times = (audio + 0.5) * config.audio_codec.hop / config.layout.sample_rate
+    return layout.video_times.float(), audio_times.float()
+
+
+# --- size presets ---------------------------------------------------------------------------------
+PRESETS = {
+    "tiny": dict(width=64, depth=2, heads=2),  # tests
+    "small": dict(width=384, depth=8, heads=6),  # the demo model, about 21 M parameters
+    "paper": dict(width=1024, depth=24, heads=16),  # DiT-L sized
+}
+
+
+def model_config(preset: str, **overrides) -> ModelConfig:
+    """The ModelConfig of a named size preset."""
+    if preset not in PRESETS:
+        raise ValueError(f"model preset is {preset!r}; expected one of {sorted(PRESETS)}")
+    return ModelConfig(**{**PRESETS[preset], **overrides})
