@@ -1,0 +1,553 @@
+"""Data: the ToneShapes v1 generator and scorer, and data sets for training.
+
+ToneShapes (see TONESHAPES.md) is a procedural audio-video data set whose two streams are tied by
+exact rules: one coloured disc moves on a 64 x 64 frame and makes a tone whose pitch follows its
+height, loudness its radius and timbre its colour. The scorer reads those quantities back with
+plain signal processing, so every task (V2A, A2V, continuation, joint) is checkable without a
+learned metric.
+
+Conventions used throughout:
+- video is (F, 64, 64, 3) float in 0..1, channels last; audio is mono 16 kHz, 2000 samples per
+  video frame. Batched forms put a batch axis in front.
+- Pixel (row i, column j) covers [j, j+1) x [i, i+1) in pixel coordinates, so its centre is
+  (j + 0.5, i + 0.5); y is measured from the top. The ranges [12, 52] are then symmetric.
+- "Peak-equivalent level" L dBFS means the waveform's peak amplitude is 10 ** (L / 20): every
+  timbre is normalised so its harmonic set peaks at 1 before it is scaled.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+# ---------------------------------------------------------------------------------------------
+# Contract constants (TONESHAPES.md)
+# ---------------------------------------------------------------------------------------------
+
+FPS = 8
+SAMPLE_RATE = 16000
+SIZE = 64
+SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 2000
+FRAMES = 17  # the paper's clip length: 2.125 s
+BACKGROUND = (20, 20, 20)
+COLORS = ((230, 60, 60), (60, 200, 80), (70, 110, 240))  # red, green, blue
+COLOR_NAMES = ("red", "green", "blue")
+Y_RANGE = (12.0, 52.0)
+X_RANGE = (12.0, 52.0)
+R_RANGE = (3.0, 12.0)
+STEP_STD = {"x": 2.0, "y": 3.0, "r": 0.8}  # random-walk step standard deviations, pixels
+GAP_LENGTHS = (1, 3)  # a vanished disc stays away for 1 to 3 frames
+# Gaps start frame by frame with this hazard, so that about half of the 17-frame clips have one
+# and longer clips follow the same rule: 1 - (1 - p) ** 17 = 0.5.
+GAP_HAZARD = 1.0 - 0.5 ** (1.0 / FRAMES)
+FADE_SAMPLES = 80  # 5 ms at 16 kHz
+LEVEL_AT_R = ((3.0, -30.0), (12.0, -6.0))  # (radius, dBFS): loudness is linear in dB between
+HARMONICS = (  # (harmonic numbers, amplitudes) per colour class
+    (np.array([1]), np.array([1.0])),
+    (np.array([1, 3, 5, 7]), 1.0 / np.array([1.0, 3.0, 5.0, 7.0])),
+    (np.arange(1, 8), 1.0 / np.arange(1.0, 8.0)),
+)
+
+
+def _peak_of(numbers: np.ndarray, amplitudes: np.ndarray) -> float:
+    """Peak of sum_k a_k sin(k phase) over a period (all harmonics start in phase)."""
+    phase = np.linspace(0.0, 2.0 * np.pi, 1 << 16, endpoint=False)
+    return float(np.abs(np.sin(np.outer(phase, numbers)) @ amplitudes).max())
+
+
+# Each harmonic set is normalised so its waveform peaks at exactly 1 (peak-equivalent level).
+_PEAKS = np.array([_peak_of(n, a) for n, a in HARMONICS])
+# Crest factor (peak / RMS) per timbre: the scorer turns a measured RMS back into a peak level.
+_CREST = _PEAKS / np.array([math.sqrt(float((a**2).sum()) / 2.0) for _, a in HARMONICS])
+
+
+def pitch_from_height(y):
+    """f0 in Hz implied by disc height y (pixels from the top): 220 Hz at 52, 880 Hz at 12."""
+    return 220.0 * 2.0 ** (2.0 * (52.0 - np.asarray(y, dtype=np.float64)) / 40.0)
+
+
+def height_from_pitch(f0):
+    """Inverse of `pitch_from_height`: the disc height in pixels that sounds at f0 Hz."""
+    return 52.0 - 20.0 * np.log2(np.asarray(f0, dtype=np.float64) / 220.0)
+
+
+def level_from_radius(r):
+    """Peak-equivalent level in dBFS implied by radius r: -30 at r = 3, -6 at r = 12, linear."""
+    (r0, l0), (r1, l1) = LEVEL_AT_R
+    return l0 + (np.asarray(r, dtype=np.float64) - r0) * (l1 - l0) / (r1 - r0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Generator
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ToneShapesClip:
+    """One clip (or a batch, with a leading batch axis on every field) and its ground truth.
+
+    x, y, r are defined on every frame, also where the disc has vanished (it keeps moving,
+    unseen and unheard); `present` says where it can be seen and heard.
+    """
+
+    video: np.ndarray  # (F, 64, 64, 3) float32 in 0..1
+    audio: np.ndarray  # (F * 2000,) float32, mono 16 kHz
+    color: int | np.ndarray  # class 0 red, 1 green, 2 blue
+    x: np.ndarray  # (F,) float, pixels from the left
+    y: np.ndarray  # (F,) float, pixels from the top
+    r: np.ndarray  # (F,) float, pixels
+    present: np.ndarray  # (F,) bool
+
+    @property
+    def frames(self) -> int:
+        return self.video.shape[-4]
+
+
+def _check_count(value, name: str, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} is {value!r}; give a whole number of {what}, at least 1")
+    return int(value)
+
+
+def _check_frames(frames) -> int:
+    return _check_count(frames, "frames", f"video frames (ToneShapes clips are {FRAMES} frames "
+                                          f"= {FRAMES / FPS} s at {FPS} fps)")
+
+
+def _check_seed(seed, name: str = "seed") -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"{name} is {seed!r}; give a whole number >= 0")
+    return int(seed)
+
+
+def generate_clip(seed: int, frames: int = FRAMES, noise_floor_db: float | None = None
+                  ) -> ToneShapesClip:
+    """Generate ToneShapes v1 clip number `seed` with `frames` video frames.
+
+    The same seed always gives the same clip; a longer clip with the same seed starts with a
+    different path (its random draws are laid out per length). `noise_floor_db` adds white noise
+    at that RMS level (e.g. -80) drawn after everything else, so the clip is otherwise unchanged.
+    """
+    seed, frames = _check_seed(seed), _check_frames(frames)
+    rng = np.random.default_rng(seed)
+    color = int(rng.integers(3))
+    low = np.array([X_RANGE[0], Y_RANGE[0], R_RANGE[0]])
+    high = np.array([X_RANGE[1], Y_RANGE[1], R_RANGE[1]])
+    steps = rng.normal(size=(frames - 1, 3)) * np.array([STEP_STD["x"], STEP_STD["y"],
+                                                         STEP_STD["r"]])
+    # Clipping happens step by step (a walk that hits a wall stays near it, it does not bounce).
+    path = np.empty((frames, 3))
+    path[0] = rng.uniform(low, high)
+    for f in range(1, frames):
+        path[f] = np.minimum(np.maximum(path[f - 1] + steps[f - 1], low), high)
+    present = _draw_gaps(rng, frames)
+    return render_clip(color, path[:, 0], path[:, 1], path[:, 2], present,
+                       noise_floor_db=noise_floor_db, rng=rng)
+
+
+def _draw_gaps(rng: np.random.Generator, frames: int) -> np.ndarray:
+    """Presence per frame: gaps of 1..3 frames start with GAP_HAZARD, one visible frame apart."""
+    starts = rng.random(frames) < GAP_HAZARD
+    lengths = rng.integers(GAP_LENGTHS[0], GAP_LENGTHS[1] + 1, size=frames)
+    present = np.ones(frames, dtype=bool)
+    f = 0
+    while f < frames:
+        if starts[f]:
+            present[f:f + lengths[f]] = False
+            f += lengths[f] + 1  # the frame after a gap is visible, so gaps never merge
+        else:
+            f += 1
+    return present
+
+
+def generate_batch(seeds: Sequence[int], frames: int = FRAMES,
+                   noise_floor_db: float | None = None) -> ToneShapesClip:
+    """Clips for several seeds, stacked: video (B, F, 64, 64, 3), audio (B, F*2000), color (B,)."""
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds is empty; give at least one seed (whole numbers >= 0)")
+    clips = [generate_clip(s, frames, noise_floor_db) for s in seeds]
+    return ToneShapesClip(
+        video=np.stack([c.video for c in clips]), audio=np.stack([c.audio for c in clips]),
+        color=np.array([c.color for c in clips]), x=np.stack([c.x for c in clips]),
+        y=np.stack([c.y for c in clips]), r=np.stack([c.r for c in clips]),
+        present=np.stack([c.present for c in clips]))
+
+
+def render_clip(color: int, x, y, r, present, noise_floor_db: float | None = None,
+                rng: np.random.Generator | None = None) -> ToneShapesClip:
+    """Draw the video and synthesise the audio of a given disc path (arrays of length F)."""
+    if isinstance(color, bool) or color not in (0, 1, 2):
+        raise ValueError(f"color is {color!r}; give a class 0 (red), 1 (green) or 2 (blue)")
+    x, y, r = (np.asarray(v, dtype=np.float64).reshape(-1) for v in (x, y, r))
+    present = np.asarray(present, dtype=bool).reshape(-1)
+    if not (len(x) == len(y) == len(r) == len(present)) or len(x) == 0:
+        raise ValueError(f"x, y, r, present have lengths {len(x)}, {len(y)}, {len(r)}, "
+                         f"{len(present)}; give one value per frame, the same number for all")
+    video = _render_video(color, x, y, r, present)
+    audio = _render_audio(color, y, r, present)
+    if noise_floor_db is not None:
+        rng = rng if rng is not None else np.random.default_rng(0)
+        audio += rng.standard_normal(audio.shape) * 10.0 ** (noise_floor_db / 20.0)
+    return ToneShapesClip(video=video, audio=audio.astype(np.float32), color=int(color),
+                          x=x, y=y, r=r, present=present)
+
+
+_CENTRES = np.arange(SIZE, dtype=np.float32) + 0.5  # pixel centres
+
+
+def _render_video(color: int, x, y, r, present) -> np.ndarray:
+    """Anti-aliased discs: coverage = clip(r + 0.5 - distance, 0, 1) at pixel centres."""
+    dx = _CENTRES[None, None, :] - x.astype(np.float32)[:, None, None]  # (F, 1, W)
+    dy = _CENTRES[None, :, None] - y.astype(np.float32)[:, None, None]  # (F, H, 1)
+    distance = np.sqrt(dx * dx + dy * dy)  # (F, H, W)
+    coverage = np.clip(r.astype(np.float32)[:, None, None] + 0.5 - distance, 0.0, 1.0)
+    coverage *= present[:, None, None]
+    background = np.array(BACKGROUND, dtype=np.float32) / 255.0
+    ink = np.array(COLORS[color], dtype=np.float32) / 255.0
+    return background + coverage[..., None] * (ink - background)  # (F, H, W, 3)
+
+
+def _render_audio(color: int, y, r, present) -> np.ndarray:
+    """Tone with pitch from y, level from r, timbre from colour; silent where the disc is gone."""
+    frames = len(y)
+    n = np.arange(frames * SAMPLES_PER_FRAME, dtype=np.float64)
+    centres = (np.arange(frames) + 0.5) * SAMPLES_PER_FRAME - 0.5
+    # Interpolating height and radius linearly means log-pitch and dB are linear between frame
+    # centres: glides sound even, and each frame's centre carries exactly that frame's values.
+    f0 = pitch_from_height(np.interp(n, centres, y))
+    peak = 10.0 ** (level_from_radius(np.interp(n, centres, r)) / 20.0)
+    phase = 2.0 * np.pi * (np.cumsum(f0) - f0) / SAMPLE_RATE  # continuous, 0 at the first sample
+    numbers, amplitudes = HARMONICS[color]
+    tone = np.zeros_like(phase)
+    for k, a in zip(numbers, amplitudes):
+        tone += a * np.sin(k * phase)
+    return tone * (peak / _PEAKS[color]) * _presence_gate(present)
+
+
+def _presence_gate(present: np.ndarray) -> np.ndarray:
+    """1 where the disc is present, 0 where it vanished, with 5 ms ramps inside the visible side.
+
+    The ramps sit in the visible frames so vanished frames are exact silence; the clip's own
+    start and end are cuts from a longer stream and get no ramp.
+    """
+    gate = np.repeat(present.astype(np.float64), SAMPLES_PER_FRAME)
+    ramp = (np.arange(FADE_SAMPLES) + 0.5) / FADE_SAMPLES  # rising, never exactly 0 or 1
+    for f in np.flatnonzero(present[1:] != present[:-1]) + 1:  # first frame after a change
+        edge = f * SAMPLES_PER_FRAME
+        if present[f]:  # fade in at the start of frame f
+            gate[edge:edge + FADE_SAMPLES] = ramp
+        else:  # fade out at the end of frame f - 1
+            gate[edge - FADE_SAMPLES:edge] = ramp[::-1]
+    return gate
+
+
+# ---------------------------------------------------------------------------------------------
+# Scorer
+# ---------------------------------------------------------------------------------------------
+
+STRONG_DIFFERENCE = 0.2  # max channel difference from the background that counts as "disc"
+MIN_DISC_PIXELS = 6  # more than this many strong pixels: the disc is present
+SILENCE_DB = -40.0  # a frame is sounding above this peak-equivalent level
+PITCH_BAND = (150.0, 1100.0)
+PITCH_TOLERANCE = 1.0  # semitones
+LEVEL_TOLERANCE = 3.0  # dB
+_FFT_SIZE = 8192  # zero-padded: 2 Hz bins, and parabolic interpolation refines further
+_HANN = np.hanning(SAMPLES_PER_FRAME + 2)[1:-1]  # no zero end points
+# Timbre templates: amplitude of harmonics 2 and 3 relative to the fundamental.
+_TIMBRE_TEMPLATES = np.array([[0.0, 0.0], [0.0, 1.0 / 3.0], [0.5, 1.0 / 3.0]])
+
+
+def _as_numpy(array, name: str) -> np.ndarray:
+    if isinstance(array, torch.Tensor):
+        array = array.detach().to("cpu", torch.float32).numpy()
+    array = np.asarray(array)
+    if array.dtype == np.uint8:  # 8-bit frames: bring to 0..1 like everything else
+        return array.astype(np.float32) / 255.0
+    if not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f"{name} has dtype {array.dtype}; give a float numpy array or tensor")
+    return array.astype(np.float32, copy=False)
+
+
+def video_features(video) -> dict:
+    """Per-frame disc features of video (..., F, H, W, 3) in 0..1 (numpy or torch).
+
+    Returns numpy arrays of shape (..., F): `present` bool, `x`, `y` (coverage-weighted centroid,
+    pixels), `r` = sqrt(area / pi) with area the summed coverage, `color` class (-1 if absent).
+    x, y, r are NaN where the disc is absent.
+    """
+    video = _as_numpy(video, "video")
+    if video.ndim < 4 or video.shape[-1] != 3:
+        raise ValueError(f"video has shape {tuple(video.shape)}; give (frames, height, width, 3) "
+                         f"or (batch, frames, height, width, 3), RGB channels last, in 0..1")
+    height, width = video.shape[-3:-1]
+    diff = video - np.array(BACKGROUND, dtype=np.float32) / 255.0  # (..., F, H, W, 3)
+    strong = np.abs(diff).max(axis=-1) > STRONG_DIFFERENCE  # (..., F, H, W)
+    count = strong.sum(axis=(-2, -1))
+    present = count > MIN_DISC_PIXELS
+    mean = (diff * strong[..., None]).sum(axis=(-3, -2)) / np.maximum(count, 1)[..., None]
+    # Nearest class: distance from the mean difference to the segment background -> class colour,
+    # so anti-aliased edge pixels (ink mixed with background) do not pull towards another class.
+    inks = (np.array(COLORS, dtype=np.float32) - np.array(BACKGROUND)) / 255.0  # (3, 3)
+    along = np.clip(mean @ inks.T / (inks**2).sum(-1), 0.0, 1.0)  # (..., F, 3)
+    residual = ((mean[..., None, :] - along[..., None] * inks) ** 2).sum(-1)
+    color = residual.argmin(-1)  # (..., F)
+    # Coverage of each pixel by the chosen ink: exact for a clean anti-aliased disc.
+    ink = inks[color]  # (..., F, 3)
+    coverage = np.einsum("...hwc,...c->...hw", diff, ink) / (ink**2).sum(-1)[..., None, None]
+    coverage = np.clip(coverage, 0.0, 1.0)
+    coverage = np.where(coverage >= 0.1, coverage, 0.0)  # ignore faint noise far from the disc
+    area = coverage.sum(axis=(-2, -1))
+    safe = np.maximum(area, 1e-9)
+    rows = np.arange(height, dtype=np.float32) + 0.5
+    cols = np.arange(width, dtype=np.float32) + 0.5
+    y = (coverage.sum(-1) * rows).sum(-1) / safe
+    x = (coverage.sum(-2) * cols).sum(-1) / safe
+    r = np.sqrt(area / np.pi)
+    nan = np.float64("nan")
+    return {"present": present, "x": np.where(present, x, nan), "y": np.where(present, y, nan),
+            "r": np.where(present, r, nan), "color": np.where(present, color, -1)}
+
+
+def audio_features(audio, frames: int | None = None) -> dict:
+    """Per-video-frame tone features of mono 16 kHz audio (..., S) (numpy or torch).
+
+    Each frame's 2000 samples are Hann-windowed. Returns numpy arrays (..., frames): `present`
+    (level above -40 dBFS), `f0` Hz (strongest peak in 150..1100 Hz, parabolic-refined),
+    `level_db` (peak-equivalent dBFS: windowed RMS times the timbre's crest factor), `timbre`
+    class from harmonics 2 and 3 (-1 if silent). f0 is NaN on silent frames.
+    `frames` defaults to every whole frame in the audio.
+    """
+    audio = _as_numpy(audio, "audio")
+    if audio.ndim < 1 or audio.shape[-1] < SAMPLES_PER_FRAME:
+        raise ValueError(f"audio has shape {tuple(audio.shape)}; give mono 16 kHz samples "
+                         f"(samples,) or (batch, samples), at least {SAMPLES_PER_FRAME} "
+                         f"(one video frame)")
+    available = audio.shape[-1] // SAMPLES_PER_FRAME
+    frames = available if frames is None else _check_frames(frames)
+    if frames > available:
+        raise ValueError(f"audio has {audio.shape[-1]} samples; frames={frames} needs "
+                         f"{frames * SAMPLES_PER_FRAME} (2000 per video frame at 16 kHz); give "
+                         f"frames <= {available} or longer audio")
+    lead = audio.shape[:-1]
+    chunks = audio[..., :frames * SAMPLES_PER_FRAME].reshape(-1, SAMPLES_PER_FRAME)
+    chunks = chunks.astype(np.float64) * _HANN  # (N, 2000)
+    power = np.abs(np.fft.rfft(chunks, n=_FFT_SIZE, axis=-1)) ** 2  # (N, bins)
+    bin_hz = SAMPLE_RATE / _FFT_SIZE
+    lo, hi = int(math.ceil(PITCH_BAND[0] / bin_hz)), int(PITCH_BAND[1] / bin_hz)
+    peak = lo + power[:, lo:hi + 1].argmax(-1)  # (N,)
+    # Parabolic interpolation of the log spectrum around the peak bin: well under a cent here.
+    rows = np.arange(len(peak))
+    a, b, c = (np.log(power[rows, peak + d] + 1e-30) for d in (-1, 0, 1))
+    denominator = a - 2.0 * b + c
+    offset = np.where(np.abs(denominator) > 1e-12, 0.5 * (a - c) / np.where(
+        denominator == 0, 1.0, denominator), 0.0)
+    f0 = (peak + np.clip(offset, -0.5, 0.5)) * bin_hz
+    # Harmonic energies: sums over bands around k * f0, wide enough for the window's main lobe
+    # (about 16 Hz) and a glide within the frame (a few percent).
+    cumulative = np.concatenate([np.zeros((len(peak), 1)), np.cumsum(power, -1)], -1)
+
+    def band_energy(k):
+        low = np.clip(np.round((k * f0 * 0.96 - 16.0) / bin_hz), 0, power.shape[-1]).astype(int)
+        high = np.clip(np.round((k * f0 * 1.04 + 16.0) / bin_hz) + 1, 0,
+                       power.shape[-1]).astype(int)
+        return cumulative[rows, high] - cumulative[rows, low]
+
+    e1, e2, e3 = band_energy(1), band_energy(2), band_energy(3)
+    ratios = np.sqrt(np.stack([e2, e3], -1) / np.maximum(e1, 1e-30)[:, None])  # (N, 2)
+    timbre = ((ratios[:, None, :] - _TIMBRE_TEMPLATES) ** 2).sum(-1).argmin(-1)
+    rms = np.sqrt((chunks**2).sum(-1) / (_HANN**2).sum())
+    level_db = 20.0 * np.log10(np.maximum(rms * _CREST[timbre], 1e-12))
+    present = level_db > SILENCE_DB
+    shape = lead + (frames,)
+    return {"present": present.reshape(shape), "f0": np.where(present, f0, np.nan).reshape(shape),
+            "level_db": level_db.reshape(shape),
+            "timbre": np.where(present, timbre, -1).reshape(shape)}
+
+
+def agreement(video, audio) -> dict:
+    """How well audio matches video by the ToneShapes rules; numpy or torch, one clip or a batch.
+
+    video (..., F, 64, 64, 3), audio (..., F * 2000) mono 16 kHz with the same leading axes.
+    Returns fractions in [0, 1], pooled over all frames of all clips:
+    `pitch` (audio f0 within 1 semitone of the height's pitch), `level` (within 3 dB of the
+    radius's level), `timbre` (class equal to the colour class) on frames where both show the
+    disc (NaN if there are none), and `presence` (presence agrees) on all frames; plus the frame
+    counts `frames` and `both_present`.
+    """
+    seen = video_features(video)
+    frames = seen["present"].shape[-1]
+    audio_shape = tuple(np.shape(audio))
+    if audio_shape[:-1] != seen["present"].shape[:-1]:
+        raise ValueError(f"audio has shape {audio_shape} and video {tuple(np.shape(video))}; "
+                         f"give audio with the video's leading (batch) axes: "
+                         f"{seen['present'].shape[:-1] + (frames * SAMPLES_PER_FRAME,)}")
+    heard = audio_features(audio, frames)
+    both = seen["present"] & heard["present"]
+    count = int(both.sum())
+
+    def fraction(hit):
+        return float((hit & both).sum() / count) if count else float("nan")
+
+    with np.errstate(invalid="ignore"):  # NaN features on absent frames compare False
+        semitones = 12.0 * np.log2(heard["f0"] / pitch_from_height(seen["y"]))
+        pitch = fraction(np.abs(semitones) <= PITCH_TOLERANCE)
+        level = fraction(np.abs(heard["level_db"] - level_from_radius(seen["r"]))
+                         <= LEVEL_TOLERANCE)
+    return {"pitch": pitch, "level": level, "timbre": fraction(heard["timbre"] == seen["color"]),
+            "presence": float((seen["present"] == heard["present"]).mean()),
+            "frames": int(both.size), "both_present": count}
+
+
+# ---------------------------------------------------------------------------------------------
+# Data sets
+# ---------------------------------------------------------------------------------------------
+
+
+class ToneShapesDataset(torch.utils.data.Dataset):
+    """ToneShapes clips `seed_offset + index` for index in range(length), made on the fly.
+
+    Items are dicts: `video` (F, 64, 64, 3) float32 in 0..1, `audio` (1, F*2000) float32, and the
+    ground truth `color` (), `x`, `y`, `r` (F,) float32, `present` (F,) bool. Held-out sets use a
+    different `seed_offset` (e.g. 10**9) so they never overlap the training seeds.
+    """
+
+    fps = FPS
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, length: int, frames: int = FRAMES, seed_offset: int = 0,
+                 noise_floor_db: float | None = None):
+        self.length = _check_count(length, "length", "clips")
+        self.frames = _check_frames(frames)
+        self.seed_offset = _check_seed(seed_offset, "seed_offset")
+        self.noise_floor_db = noise_floor_db
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        if not -self.length <= index < self.length:
+            raise IndexError(f"index {index} is outside this data set of {self.length} clips")
+        clip = generate_clip(self.seed_offset + index % self.length, self.frames,
+                             self.noise_floor_db)
+        return {"video": torch.from_numpy(clip.video), "audio": torch.from_numpy(clip.audio)[None],
+                "color": torch.tensor(clip.color),
+                **{k: torch.from_numpy(getattr(clip, k).astype(np.float32)) for k in "xyr"},
+                "present": torch.from_numpy(clip.present)}
+
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts")
+
+
+class VideoFolderDataset(torch.utils.data.Dataset):
+    """Clips of `clip_seconds` cut back to back from every video file (with sound) in a folder.
+
+    Items are dicts: `video` (F, H, W, 3) float32 in 0..1 at `fps` and `size` (centre crop and
+    area resize), `audio` (channels, S) float32 at `sample_rate`, `path` and `start` (seconds).
+    F = round(clip_seconds * fps) and S = round(clip_seconds * sample_rate) exactly. Files are
+    probed once here (headers only); frames are decoded per item, only the clip's time range.
+    Files without a video or an audio stream, or shorter than one clip, are skipped and listed in
+    `skipped` as (path, reason).
+    """
+
+    def __init__(self, folder: str | os.PathLike, clip_seconds: float = FRAMES / FPS,
+                 fps: float = FPS, sample_rate: int = SAMPLE_RATE,
+                 size: tuple[int, int] | int = (SIZE, SIZE), channels: int = 1,
+                 recursive: bool = True, extensions: Sequence[str] = VIDEO_EXTENSIONS):
+        from avdit import media  # lazy: data sets of ToneShapes must not need the media layer
+
+        self._media = media
+        self.folder = os.fspath(folder)
+        if not os.path.isdir(self.folder):
+            raise ValueError(f"folder is {self.folder!r}, which is not a directory; give a folder "
+                             f"holding video files ({', '.join(extensions)})")
+        for name, value in (("clip_seconds", clip_seconds), ("fps", fps),
+                            ("sample_rate", sample_rate)):
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} is {value!r}; give a finite number > 0")
+        size = (size, size) if isinstance(size, int) else tuple(size)
+        if len(size) != 2 or not all(isinstance(s, int) and 1 <= s <= 4096 for s in size):
+            raise ValueError(f"size is {size!r}; give (height, width) in pixels, 1..4096 each")
+        if channels not in (1, 2):
+            raise ValueError(f"channels is {channels!r}; give 1 (mono) or 2 (stereo)")
+        self.clip_seconds, self.fps, self.sample_rate = float(clip_seconds), fps, int(sample_rate)
+        self.size, self.channels = size, channels
+        self.frames = max(1, round(clip_seconds * fps))
+        self.samples = max(1, round(clip_seconds * sample_rate))
+        self.clips: list[tuple[str, float]] = []
+        self.skipped: list[tuple[str, str]] = []
+        for path in self._find(self.folder, recursive, tuple(e.lower() for e in extensions)):
+            duration, reason = _probe(path)
+            if reason is None and duration < self.clip_seconds:
+                reason = f"{duration:.3f} s is shorter than one clip ({self.clip_seconds} s)"
+            if reason is not None:
+                self.skipped.append((path, reason))
+                continue
+            # A small margin keeps the last clip clear of streams that end a frame early.
+            count = int((duration - 0.5 / fps) // self.clip_seconds) or 1
+            self.clips += [(path, i * self.clip_seconds) for i in range(count)]
+        if not self.clips:
+            raise ValueError(f"folder {self.folder!r} has no usable video clips of "
+                             f"{self.clip_seconds} s with sound (skipped: "
+                             f"{self.skipped or 'no files found'}); "
+                             f"give files with a video and an audio stream "
+                             f"({', '.join(extensions)})")
+
+    @staticmethod
+    def _find(folder: str, recursive: bool, extensions: tuple[str, ...]) -> list[str]:
+        if recursive:
+            paths = [os.path.join(d, f) for d, _, files in os.walk(folder) for f in files]
+        else:
+            paths = [os.path.join(folder, f) for f in os.listdir(folder)]
+        return sorted(p for p in paths if p.lower().endswith(extensions) and os.path.isfile(p))
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int) -> dict:
+        path, start = self.clips[index]
+        decoded = self._media.decode(path, start=start, duration=self.clip_seconds)
+        # num_frames holds the last frame if the file ends a frame early.
+        video = self._media.conform_video(decoded.frames, decoded.fps, self.fps, size=self.size,
+                                          mode="crop", num_frames=self.frames)
+        audio = self._media.conform_audio(decoded.waveform, decoded.sample_rate,
+                                          self.sample_rate, self.channels)
+        return {"video": video.float(), "audio": _fit_samples(audio.float(), self.samples),
+                "path": path, "start": start}
+
+
+def _fit_samples(waveform: torch.Tensor, length: int) -> torch.Tensor:
+    """Trim or zero-pad (C, S) to exactly `length` samples: a clip's audio may end a few samples
+    early or late after resampling."""
+    have = waveform.shape[-1]
+    if have >= length:
+        return waveform[..., :length]
+    return torch.cat([waveform, waveform.new_zeros(*waveform.shape[:-1], length - have)], -1)
+
+
+def _probe(path: str) -> tuple[float, str | None]:
+    """Duration in seconds of the shorter of the first video and audio streams, or a reason to
+    skip the file. Reads headers only."""
+    import av  # PyAV; only needed for user folders
+
+    try:
+        with av.open(path) as container:
+            video = next(iter(container.streams.video), None)
+            audio = next(iter(container.streams.audio), None)
+            if video is None:
+                return 0.0, "no video stream"
+            if audio is None:
+                return 0.0, "no audio stream"
+            durations = [float(s.duration * s.time_base) for s in (video, audio)
+                         if s.duration is not None and s.time_base is not None]
+            if not durations and container.duration is not None:
+                durations = [container.duration / av.time_base]
+            if not durations:
+                return 0.0, "duration unknown"
+            return min(durations), None
+    except (av.error.FFmpegError, OSError) as error:
+        return 0.0, f"cannot be read: {error}"
