@@ -46,6 +46,57 @@ class LevelEmbedder(nn.Module):
         return self.mlp(sinusoid(levels * 1000.0, self.frequencies).to(self.mlp[0].weight.dtype))
 
 
+# --- per-token modulation ------------------------------------------------------------------------
+class TokenModulation:
+    """Modulation vectors per latent frame, standing for one per token without copying them out:
+    video (B, Tv, 1, K) broadcasts over each frame's h*w tokens, audio (B, Ta, K) is per token.
+    Gathering a (B, L, 6D) tensor per block would move 6x the activations through memory."""
+
+    def __init__(self, video: torch.Tensor, audio: torch.Tensor):
+        self.video, self.audio = video, audio
+        self.tokens_per_frame = None  # set from the activations when applied
+
+    @property
+    def num_video(self) -> int:
+        return self.video.shape[1] * self.tokens_per_frame
+
+    def chunk(self, n: int) -> list["TokenModulation"]:
+        parts = []
+        for v, a in zip(self.video.chunk(n, dim=-1), self.audio.chunk(n, dim=-1)):
+            part = TokenModulation(v, a)
+            part.tokens_per_frame = self.tokens_per_frame
+            parts.append(part)
+        return parts
+
+    def dense(self) -> torch.Tensor:
+        """(B, L, K): the same values written out per token (for inspection and tests)."""
+        b, tv, _, k = self.video.shape
+        video = self.video.expand(b, tv, self.tokens_per_frame, k).reshape(b, -1, k)
+        return torch.cat([video, self.audio], dim=1)
+
+
+def addcmul(a, b, c) -> torch.Tensor:
+    """a + b * c over (B, L, D) activations, where any argument may be a TokenModulation."""
+    mod = next(t for t in (a, b, c) if isinstance(t, TokenModulation))
+    full = next(t for t in (a, b, c) if isinstance(t, torch.Tensor))
+    lv = mod.num_video
+    tv = mod.video.shape[1]
+
+    def part(t, video: bool):
+        if isinstance(t, TokenModulation):
+            return t.video if video else t.audio
+        return t[:, :lv].unflatten(1, (tv, -1)) if video else t[:, lv:]
+
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (full, mod.video)):
+        # out= cannot be differentiated: training pays for one concatenation instead
+        video = torch.addcmul(part(a, True), part(b, True), part(c, True)).flatten(1, 2)
+        return torch.cat([video, torch.addcmul(part(a, False), part(b, False), part(c, False))], dim=1)
+    out = torch.empty_like(full)
+    for video in (True, False):
+        torch.addcmul(part(a, video), part(b, video), part(c, video), out=part(out, video))
+    return out
+
+
 # --- transformer block ---------------------------------------------------------------------------
 class Block(nn.Module):
     """adaLN-Zero transformer block whose shift, scale and gate come per token."""
@@ -72,18 +123,18 @@ class Block(nn.Module):
         table[:, 4 * d : 5 * d] += 1
         return table
 
-    def forward(self, x: torch.Tensor, modulation: torch.Tensor) -> torch.Tensor:
-        # x (B, L, D); modulation (B, L, 6D) gathered per token from `modulation_table`
+    def forward(self, x: torch.Tensor, modulation: "TokenModulation") -> torch.Tensor:
+        # x (B, L, D); modulation: this block's (shift1, scale1, gate1, shift2, scale2, gate2) per frame
         b, length, d = x.shape
-        shift1, scale1, gate1, shift2, scale2, gate2 = modulation.chunk(6, dim=-1)  # each (B, L, D)
-        h = torch.addcmul(shift1, F.layer_norm(x, (d,), eps=1e-6), scale1)  # (B, L, D)
+        shift1, scale1, gate1, shift2, scale2, gate2 = modulation.chunk(6)
+        h = addcmul(shift1, F.layer_norm(x, (d,), eps=1e-6), scale1)  # (B, L, D)
         q, k, v = self.qkv(h).view(b, length, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # (B, H, L, hd) each
         h = F.scaled_dot_product_attention(q, k, v)  # (B, H, L, hd)
         h = self.proj(h.transpose(1, 2).reshape(b, length, d))  # (B, L, D)
-        x = torch.addcmul(x, gate1, h)
-        h = torch.addcmul(shift2, F.layer_norm(x, (d,), eps=1e-6), scale2)  # (B, L, D)
-        h = self.fc2(F.gelu(self.fc1(h), approximate="tanh"))  # (B, L, D)
-        return torch.addcmul(x, gate2, h)
+        x = addcmul(x, gate1, h)
+        h = addcmul(shift2, F.layer_norm(x, (d,), eps=1e-6), scale2)  # (B, L, D)
+        h = self.fc2(F.gelu(self.fc1(h)))  # (B, L, D); exact GELU: 4x faster than tanh on CPU
+        return addcmul(x, gate2, h)
 
 
 class FinalLayer(nn.Module):
@@ -100,10 +151,10 @@ class FinalLayer(nn.Module):
         table[:, table.shape[-1] // 2 :] += 1
         return table
 
-    def forward(self, x: torch.Tensor, modulation: torch.Tensor, num_video: int) -> tuple[torch.Tensor, torch.Tensor]:
-        shift, scale = modulation.chunk(2, dim=-1)  # (B, L, D) each
-        x = torch.addcmul(shift, F.layer_norm(x, (x.shape[-1],), eps=1e-6), scale)
-        return self.video(x[:, :num_video]), self.audio(x[:, num_video:])
+    def forward(self, x: torch.Tensor, modulation: "TokenModulation") -> tuple[torch.Tensor, torch.Tensor]:
+        shift, scale = modulation.chunk(2)
+        x = addcmul(shift, F.layer_norm(x, (x.shape[-1],), eps=1e-6), scale)  # (B, L, D)
+        return self.video(x[:, : modulation.num_video]), self.audio(x[:, modulation.num_video :])
 
 
 # --- the model -----------------------------------------------------------------------------------
@@ -146,20 +197,25 @@ class AVDiT(nn.Module):
             nn.init.zeros_(module.bias)
 
     # --- conditioning -------------------------------------------------------------------------
-    def level_conditioning(
-        self, video_levels: torch.Tensor, audio_levels: torch.Tensor, tokens_per_frame: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Distinct levels' SiLU'd embeddings (U, D) and each token's row in them (B, L)."""
+    def level_conditioning(self, video_levels: torch.Tensor, audio_levels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Distinct levels' SiLU'd embeddings (U, D) and each latent frame's row in them (B, Tv + Ta)."""
         levels = torch.cat([video_levels, audio_levels], dim=1).float()  # (B, Tv + Ta)
         distinct, index = torch.unique(levels, return_inverse=True)  # (U,), (B, Tv + Ta)
-        tv = video_levels.shape[1]
-        token_index = torch.cat([index[:, :tv].repeat_interleave(tokens_per_frame, dim=1), index[:, tv:]], dim=1)  # (B, L)
-        return F.silu(self.level_embed(distinct)), token_index
+        return F.silu(self.level_embed(distinct)), index
+
+    @staticmethod
+    def gather(table: torch.Tensor, index: torch.Tensor, tv: int, tokens_per_frame: int) -> TokenModulation:
+        """Rows of a (U, K) modulation table for every latent frame, as a TokenModulation."""
+        per_frame = table[index]  # (B, Tv + Ta, K)
+        mod = TokenModulation(per_frame[:, :tv, None], per_frame[:, tv:])
+        mod.tokens_per_frame = tokens_per_frame
+        return mod
 
     def token_modulation(self, video_levels, audio_levels, tokens_per_frame: int, block: int = 0) -> torch.Tensor:
         """(B, L, 6D) modulation of every token in one block (for inspection and tests)."""
-        cond, token_index = self.level_conditioning(video_levels, audio_levels, tokens_per_frame)
-        return self.blocks[block].modulation_table(cond)[token_index]
+        cond, index = self.level_conditioning(video_levels, audio_levels)
+        table = self.blocks[block].modulation_table(cond)
+        return self.gather(table, index, video_levels.shape[1], tokens_per_frame).dense()
 
     def positions(self, layout_times: tuple[torch.Tensor, torch.Tensor], grid: tuple[int, int], device, dtype) -> torch.Tensor:
         """(Lv + La, D) fixed positional embedding: [time | row | column] sinusoids + modality."""
@@ -214,10 +270,10 @@ class AVDiT(nn.Module):
         tokens_a = rearrange(audio.to(dtype), "b c t -> b t c")  # (B, La, Ca)
         x = torch.cat([self.video_embed(tokens_v), self.audio_embed(tokens_a)], dim=1)  # (B, L, D)
         x = x + self.positions(times, (gh, gw), x.device, dtype)  # (B, L, D)
-        cond, token_index = self.level_conditioning(video_levels, audio_levels, gh * gw)  # (U, D), (B, L)
+        cond, index = self.level_conditioning(video_levels, audio_levels)  # (U, D), (B, Tv + Ta)
         for block in self.blocks:
-            x = block(x, block.modulation_table(cond)[token_index])  # (B, L, D)
-        out_v, out_a = self.final(x, self.final.modulation_table(cond)[token_index], tv * gh * gw)
+            x = block(x, self.gather(block.modulation_table(cond), index, tv, gh * gw))  # (B, L, D)
+        out_v, out_a = self.final(x, self.gather(self.final.modulation_table(cond), index, tv, gh * gw))
         out_v = rearrange(out_v, "b (t gh gw) (c p q) -> b c t (gh p) (gw q)", t=tv, gh=gh, gw=gw, p=p, q=p)
         return out_v, rearrange(out_a, "b t c -> b c t")
 
