@@ -1,5 +1,6 @@
-"""One safetensors file per checkpoint: tensors under `denoiser.`, `video_codec.`, `audio_codec.`,
-the full `AVDiTConfig` as JSON in the metadata, with a format version.
+"""One safetensors file per checkpoint: tensors under `denoiser.`, `video_codec.`, `audio_codec.`
+(and, in files written by training, `train.`: the raw weights behind the EMA `denoiser.`, for
+resuming), the full `AVDiTConfig` as JSON in the metadata, with a format version.
 
 Loading reads only safetensors (no pickle, ever) and refuses a bad file with a message that
 names the file and what is wrong with it.
@@ -17,7 +18,7 @@ from safetensors.torch import save_file
 
 from avdit.config import FORMAT_VERSION, AVDiTConfig
 
-PREFIXES = ("denoiser.", "video_codec.", "audio_codec.")
+PREFIXES = ("denoiser.", "video_codec.", "audio_codec.", "train.")
 
 
 class CheckpointError(ValueError):

@@ -16,6 +16,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from einops import rearrange
 from torch import nn
 
@@ -179,6 +180,7 @@ class AVDiT(nn.Module):
         self.level_embed = LevelEmbedder(d, m.level_frequencies)
         self.blocks = nn.ModuleList(Block(d, m.heads, m.mlp_ratio) for _ in range(m.depth))
         self.final = FinalLayer(d, self.video_channels * p * p, self.audio_channels)
+        self.gradient_checkpointing = False  # recompute block activations in backward (saves memory)
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -272,7 +274,11 @@ class AVDiT(nn.Module):
         x = x + self.positions(times, (gh, gw), x.device, dtype)  # (B, L, D)
         cond, index = self.level_conditioning(video_levels, audio_levels)  # (U, D), (B, Tv + Ta)
         for block in self.blocks:
-            x = block(x, self.gather(block.modulation_table(cond), index, tv, gh * gw))  # (B, L, D)
+            modulation = self.gather(block.modulation_table(cond), index, tv, gh * gw)
+            if self.gradient_checkpointing and torch.is_grad_enabled():
+                x = torch.utils.checkpoint.checkpoint(block, x, modulation, use_reentrant=False)  # (B, L, D)
+            else:
+                x = block(x, modulation)  # (B, L, D)
         out_v, out_a = self.final(x, self.gather(self.final.modulation_table(cond), index, tv, gh * gw))
         out_v = rearrange(out_v, "b (t gh gw) (c p q) -> b c t (gh p) (gw q)", t=tv, gh=gh, gw=gw, p=p, q=p)
         return out_v, rearrange(out_a, "b t c -> b c t")
@@ -305,7 +311,8 @@ def latent_times(config: AVDiTConfig, video_latent_frames: int, audio_latent_fra
 # --- size presets ---------------------------------------------------------------------------------
 PRESETS = {
     "tiny": dict(width=64, depth=2, heads=2),  # tests
-    "small": dict(width=384, depth=8, heads=6),  # the demo model, about 21 M parameters
+    "demo": dict(width=320, depth=8, heads=5, video_patch=2),  # trained on 2 CPU cores: 2x2 video patches
+    "small": dict(width=384, depth=8, heads=6),  # about 21 M parameters
     "paper": dict(width=1024, depth=24, heads=16),  # DiT-L sized
 }
 

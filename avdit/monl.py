@@ -98,6 +98,18 @@ class NoiseLevelMask:
         return bool((self.video < 1).any() or (self.audio < 1).any())
 
 
+def given_spans_mask(layout: Layout, spans: dict[str, list[tuple[float, float]]], given_level: float = 0.0) -> NoiseLevelMask:
+    """Level `given_level` on the latent frames each modality's spans (seconds) cover, 1 elsewhere."""
+    unknown = sorted(set(spans) - set(MODALITIES))
+    if unknown:
+        raise ValueError(f"spans are given for {unknown}; expected modalities among {MODALITIES}")
+    levels = []
+    for m in MODALITIES:
+        given = layout.covered(spans.get(m, []), m)
+        levels.append(torch.where(given, torch.tensor(float(given_level)), torch.tensor(1.0)))
+    return NoiseLevelMask(*levels)
+
+
 def task_mask(
     task: str,
     layout: Layout,
@@ -126,11 +138,7 @@ def task_mask(
         bad = [m for m in modalities if m not in MODALITIES]
         if bad or not modalities:
             raise ValueError(f"modalities is {modalities!r}; expected a non-empty subset of {MODALITIES}")
-        out = {}
-        for m in MODALITIES:
-            given = layout.covered(spans, m) if m in modalities else torch.zeros(len(getattr(layout, f"{m}_spans")), dtype=torch.bool)
-            out[m] = torch.where(given, torch.tensor(float(given_level)), torch.tensor(1.0))
-        return NoiseLevelMask(out["video"], out["audio"])
+        return given_spans_mask(layout, {m: spans for m in modalities}, given_level)
 
     def need(name: str, value: float | None) -> float:
         if value is None:

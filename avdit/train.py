@@ -38,3 +38,217 @@ def monl_loss(
     err_a = (out_a.float() - schedule.training_target(audio, noise_a, ta)) ** 2 * (ta > 0)
     count = (tv > 0).expand_as(video).sum() + (ta > 0).expand_as(audio).sum()
     return (err_v.sum() + err_a.sum()) / count.clamp(min=1)
+
+
+# --- `python -m avdit train` -------------------------------------------------------------------
+import copy  # noqa: E402
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from avdit.checkpoint import load_checkpoint, load_state, save_checkpoint  # noqa: E402
+from avdit.config import AVDiTConfig  # noqa: E402
+from avdit.monl import STRATEGIES  # noqa: E402
+
+STRATEGY_CHOICES = ("monl",) + STRATEGIES + tuple(f"task:{t}" for t in ("joint", "a2v", "v2a", "continue", "inpaint", "interpolate"))
+
+
+def monl_for_strategy(strategy: str, clean_probability: float) -> MonlConfig:
+    """The MonlConfig of a --strategy name: the mixture, one strategy alone, or one task."""
+    if strategy == "monl":
+        return MonlConfig(clean_probability=clean_probability)
+    if strategy in STRATEGIES:
+        return MonlConfig(weights={strategy: 1.0}, clean_probability=clean_probability)
+    if strategy.startswith("task:"):
+        return MonlConfig(task=strategy.split(":", 1)[1])
+    raise ValueError(f"strategy is {strategy!r}; expected one of {STRATEGY_CHOICES}")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--output", required=True, help="checkpoint to write (.safetensors)")
+    parser.add_argument("--codecs", default=None, help="checkpoint whose codecs to train on (default: the shipped codecs; 'analytic' for the weight-free ones)")
+    parser.add_argument("--data", default="toneshapes", help="'toneshapes' or a folder of your own video files")
+    parser.add_argument("--clips", type=int, default=4000, help="clips to encode once and cache (ToneShapes: seeds 0..clips-1)")
+    parser.add_argument("--cache", default=None, help="file to cache the encoded latents in (.safetensors)")
+    parser.add_argument("--preset", default="demo", help="model size preset (see avdit.model.PRESETS)")
+    parser.add_argument("--strategy", default="monl", choices=STRATEGY_CHOICES, help="noise-level strategy (default: the MoNL mixture)")
+    parser.add_argument("--clean-probability", type=float, default=0.25, help="chance a drawn row/column is given clean")
+    parser.add_argument("--schedule", default="flow:velocity", help="schedule:target, e.g. flow:velocity, cosine:eps, cosine:v")
+    parser.add_argument("--steps", type=int, default=10000)
+    parser.add_argument("--minutes", type=float, default=None, help="stop after this many minutes (saves first)")
+    parser.add_argument("--batch", type=int, default=32, help="batch per process")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup", type=int, default=200, help="linear warm-up steps")
+    parser.add_argument("--weight-decay", type=float, default=0.0)
+    parser.add_argument("--ema", type=float, default=0.999, help="EMA decay of the saved weights")
+    parser.add_argument("--grad-checkpointing", action="store_true", help="recompute block activations in backward")
+    parser.add_argument("--resume", default=None, help="continue from this checkpoint (weights, EMA, optimizer step)")
+    parser.add_argument("--save-every", type=int, default=1000)
+    parser.add_argument("--log", default=None, help="JSONL log file (default: OUTPUT with .jsonl)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _distributed():
+    """(rank, world size, local device) under torchrun; (0, 1, None) otherwise."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return 0, 1, None
+    import torch.distributed as dist
+
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    device = torch.device("cuda", local) if backend == "nccl" else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def encode_dataset(config: AVDiTConfig, codecs: tuple, data: str, clips: int, device, cache: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Latents of the training clips, (N, Cv, Tv, h, w) and (N, Ca, Ta), cached in `cache` if given."""
+    from safetensors.torch import load_file, save_file
+
+    if cache and Path(cache).is_file():
+        cached = load_file(cache)
+        return cached["video"], cached["audio"]
+    from avdit import data as data_module
+
+    video_codec, audio_codec = codecs
+    lay = config.layout
+    videos, audios = [], []
+    if data == "toneshapes":
+        source = ((torch.from_numpy(c.video), torch.from_numpy(c.audio)[None]) for c in
+                  (data_module.generate_clip(seed, frames=lay.window_frames) for seed in range(clips)))
+    else:
+        folder = data_module.VideoFolderDataset(data, clip_seconds=lay.window_frames / lay.fps, fps=lay.fps,
+                                                sample_rate=lay.sample_rate, size=(lay.height, lay.width),
+                                                channels=config.audio_codec.channels)
+        if len(folder) == 0:
+            raise ValueError(f"--data {data}: no usable clips found (skipped: {folder.skipped[:3]})")
+        source = ((item["video"], item["audio"]) for item in (folder[i] for i in range(min(clips, len(folder)))))
+    batch_v, batch_a = [], []
+
+    def flush():
+        with torch.no_grad():
+            videos.append(video_codec.encode(torch.stack(batch_v).to(device)).cpu())
+            audios.append(audio_codec.encode(torch.stack(batch_a).to(device)).cpu())
+        batch_v.clear(), batch_a.clear()
+
+    for v, a in source:
+        batch_v.append(v.float()), batch_a.append(a.float())
+        if len(batch_v) == 64:
+            flush()
+    if batch_v:
+        flush()
+    video, audio = torch.cat(videos), torch.cat(audios)
+    if cache:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        tmp = f"{cache}.{os.getpid()}.tmp"  # several processes may write it at once
+        save_file({"video": video.contiguous(), "audio": audio.contiguous()}, tmp)
+        os.replace(tmp, cache)
+    return video, audio
+
+
+def run(args) -> int:
+    from avdit.layout import Layout
+    from avdit.model import AVDiT, model_config
+    from avdit.pipeline import load_codec_config_and_tensors
+
+    rank, world, dist_device = _distributed()
+    device = dist_device or torch.device(args.device)
+    torch.manual_seed(args.seed + rank)
+    kind, _, target = args.schedule.partition(":")
+    codec_config, codec_tensors, codecs = load_codec_config_and_tensors(args.codecs)
+    start_step, resume_tensors = 0, None
+    if args.resume:
+        config, resume_tensors = load_checkpoint(args.resume)
+        start_step = int(config.training.get("steps", 0))
+    else:
+        config = dataclasses.replace(
+            codec_config, model=model_config(args.preset),
+            schedule=dataclasses.replace(codec_config.schedule, kind=kind, target=target or codec_config.schedule.target),
+            monl=monl_for_strategy(args.strategy, args.clean_probability),
+        )
+    Schedule(config.schedule)  # refuse a bad --schedule before any work
+    model = AVDiT(config).to(device)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    if resume_tensors is not None:
+        load_state(ema, resume_tensors, "denoiser.", args.resume)
+        raw = "train." if any(k.startswith("train.") for k in resume_tensors) else "denoiser."
+        load_state(model, resume_tensors, raw, args.resume)
+    video, audio = encode_dataset(config, [c.to(device) for c in codecs], args.data, args.clips, device, args.cache)
+    layout = Layout.from_config(config)
+    if video.shape[2] != layout.video_latent_frames or audio.shape[2] != layout.audio_latent_frames:
+        raise ValueError(f"cached latents have {video.shape[2]} video / {audio.shape[2]} audio frames; the layout needs "
+                         f"{layout.video_latent_frames} / {layout.audio_latent_frames}: delete the cache {args.cache}")
+    if args.grad_checkpointing:
+        model.gradient_checkpointing = True
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    schedule = Schedule(config.schedule)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay, betas=(0.9, 0.99))
+    warmup = lambda step: min(1.0, (step + 1) / max(1, args.warmup))
+    generator = torch.Generator(device=device).manual_seed(args.seed * 1000 + rank)
+    index_gen = torch.Generator().manual_seed(args.seed * 1000 + rank)
+    log_path = Path(args.log or Path(args.output).with_suffix(".jsonl"))
+    started = time.time()
+    tensors_of = lambda: _checkpoint_tensors(model, ema, codec_tensors)
+    step = start_step
+    loss_avg = None
+    for step in range(start_step, args.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = args.lr * warmup(step)
+        pick = torch.randint(0, video.shape[0], (args.batch,), generator=index_gen)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            loss = monl_loss(net, schedule, config.monl, video[pick].to(device), audio[pick].to(device), layout, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        with torch.no_grad():
+            decay = min(args.ema, (1 + step) / (10 + step))
+            for p_ema, p in zip(ema.parameters(), model.parameters()):
+                p_ema.lerp_(p, 1 - decay)
+        loss_value = loss.item()
+        loss_avg = loss_value if loss_avg is None else 0.98 * loss_avg + 0.02 * loss_value
+        elapsed = time.time() - started
+        out_of_time = args.minutes is not None and elapsed > args.minutes * 60
+        if rank == 0:
+            if step % 10 == 0 or step == args.steps - 1:
+                print(f"\rstep {step + 1}/{args.steps}  loss {loss_avg:.4f}  {elapsed / 60:.1f} min", end="", file=sys.stderr, flush=True)
+                with open(log_path, "a") as log:
+                    log.write(json.dumps({"step": step + 1, "loss": loss_value, "loss_avg": loss_avg, "lr": optimizer.param_groups[0]["lr"], "seconds": elapsed}) + "\n")
+            if (step + 1) % args.save_every == 0 or out_of_time:
+                _save(args, config, tensors_of(), step + 1, elapsed, world, loss_avg)
+        if out_of_time:
+            break
+    if rank == 0:
+        _save(args, config, tensors_of(), step + 1, time.time() - started, world, loss_avg)
+        print(f"\nsaved {args.output}", file=sys.stderr)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+    return 0
+
+
+def _checkpoint_tensors(model, ema, codec_tensors) -> dict:
+    """The saved denoiser is the EMA; the raw weights go under 'train.' so training can resume."""
+    tensors = {f"denoiser.{k}": v for k, v in ema.state_dict().items()}
+    tensors.update({f"train.{k}": v for k, v in model.state_dict().items()})
+    tensors.update(codec_tensors)
+    return tensors
+
+
+def _save(args, config, tensors, step, seconds, world, loss) -> None:
+    config = dataclasses.replace(config, training={
+        **config.training, "steps": step, "data": args.data, "clips": args.clips, "strategy": args.strategy,
+        "batch_per_process": args.batch, "processes": world, "lr": args.lr, "seconds": round(seconds, 1),
+        "final_loss": loss, "device": args.device, "preset": args.preset,
+    })
+    save_checkpoint(args.output, config, tensors)

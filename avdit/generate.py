@@ -1,0 +1,105 @@
+"""`python -m avdit generate`: joint generation, a2v, v2a, continuation, inpainting or
+interpolation from the command line, written to one MP4 with its audio.
+
+With no options it runs the bundled demo model on a bundled ToneShapes clip and continues its
+first 0.625 s. Every time is in seconds of the input.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from avdit import media
+from avdit.sampling import SAMPLERS, SCHEDULERS
+
+TASKS = ("joint", "a2v", "v2a", "continue", "inpaint", "interpolate")
+EXAMPLE_SEED = 2026  # the bundled example clip: ToneShapes clip of this seed
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--task", default="continue", choices=TASKS, help="what to generate (default: continue)")
+    parser.add_argument("--input", default=None, help="a video or audio file (default: the bundled ToneShapes clip)")
+    parser.add_argument("--keep", action="append", default=None, metavar="START-END",
+                        help="a span of the input, in seconds, that is given (repeatable); the task decides the "
+                             "modalities. Defaults: continue 0-0.625; inpaint everything but 0.625-1.625; "
+                             "interpolate the first 0.125 s and the last 0.5 s; a2v / v2a the whole input")
+    parser.add_argument("--duration", type=float, default=None, help="seconds of output (default: the input's length, at least one window)")
+    parser.add_argument("--output", default="avdit_out.mp4", help="MP4 to write (default: avdit_out.mp4)")
+    parser.add_argument("--checkpoint", default=None, help="model checkpoint (default: the bundled demo model)")
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sampler", default="euler", choices=sorted(SAMPLERS))
+    parser.add_argument("--scheduler", default="simple", choices=SCHEDULERS)
+    parser.add_argument("--video-guidance", type=float, default=1.0, help="guidance scale for video (1 = off)")
+    parser.add_argument("--audio-guidance", type=float, default=1.0, help="guidance scale for audio (1 = off)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def parse_span(text: str) -> tuple[float, float]:
+    """'1.5-2' -> (1.5, 2.0), refusing anything else by name."""
+    try:
+        start, end = (float(part) for part in text.split("-"))
+    except ValueError:
+        raise ValueError(f"--keep {text!r}: expected START-END in seconds, e.g. 0-1.5") from None
+    if not (0 <= start < end):
+        raise ValueError(f"--keep {text!r}: expected 0 <= START < END seconds")
+    return start, end
+
+
+def given_spans(task: str, keep: list[tuple[float, float]] | None, duration: float,
+                video_end: float, audio_end: float) -> dict[str, list[tuple[float, float]]]:
+    """Which seconds of which modality are given, for a task; cut to where the input has them."""
+    defaults = {
+        "joint": [], "a2v": [(0.0, duration)], "v2a": [(0.0, duration)], "continue": [(0.0, 0.625)],
+        "inpaint": [(0.0, 0.625), (1.625, duration)], "interpolate": [(0.0, 0.125), (duration - 0.5, duration)],
+    }
+    spans = keep if keep is not None else defaults[task]
+    modalities = {"joint": (), "a2v": ("audio",), "v2a": ("video",)}.get(task, ("video", "audio"))
+    ends = {"video": video_end, "audio": audio_end}
+    return {m: [(a, min(b, ends[m])) for a, b in spans if min(b, ends[m]) > a] for m in modalities}
+
+
+def example_clip() -> media.Media:
+    """The bundled example: a ToneShapes clip (2.125 s, 8 fps, 16 kHz)."""
+    from avdit import data
+
+    clip = data.generate_clip(EXAMPLE_SEED, frames=17)
+    return media.Media(frames=torch.from_numpy(clip.video), fps=float(data.FPS),
+                       waveform=torch.from_numpy(clip.audio)[None], sample_rate=data.SAMPLE_RATE)
+
+
+def run(args) -> int:
+    from avdit.pipeline import AVDiTPipeline
+
+    try:
+        keep = [parse_span(k) for k in args.keep] if args.keep else None
+        source = media.decode(args.input, video="optional", audio="optional") if args.input else example_clip()
+        if args.duration is not None and not args.duration > 0:
+            raise ValueError(f"--duration is {args.duration}; expected a number of seconds > 0")
+        pipe = AVDiTPipeline.load(args.checkpoint, device=args.device)
+    except (ValueError, OSError) as exc:
+        print(f"python -m avdit generate: {exc}", file=sys.stderr)
+        return 2
+    video_end = source.video_duration or 0.0
+    audio_end = source.audio_duration or 0.0
+    window = pipe.config.layout.window_frames / pipe.native_fps
+    duration = args.duration or max(video_end, audio_end, window)
+    given = given_spans(args.task, keep, duration, video_end, audio_end)
+    print(f"{args.task}: {duration:g} s, given {given or 'nothing'}", file=sys.stderr)
+
+    def progress(window_index, windows, info):
+        print(f"\rwindow {window_index + 1}/{windows} step {info['i'] + 1}/{args.steps}", end="", file=sys.stderr, flush=True)
+
+    frames, waveform = pipe.generate(
+        source.frames, source.fps, source.waveform, source.sample_rate, given, duration, progress=progress,
+        steps=args.steps, sampler=args.sampler, scheduler=args.scheduler, seed=args.seed,
+        video_guidance=args.video_guidance, audio_guidance=args.audio_guidance,
+    )
+    settings = {k: v for k, v in vars(args).items() if k != "func"}
+    path = media.write_mp4(args.output, frames, pipe.native_fps, waveform, pipe.native_sample_rate,
+                           metadata={"comment": "made with avdit generate", "avdit": json.dumps(settings)})
+    print(f"\nwrote {Path(path)}", file=sys.stderr)
+    return 0
