@@ -1,0 +1,347 @@
+"""The AVDiT nodes (ComfyUI V3 schema). Each node adapts ComfyUI types to `avdit.pipeline`;
+the work itself is in `avdit/` and in `nodes/adapters.py`.
+
+Only the V3 surface that ComfyUI 0.3.64 and 0.33 share is used (comfy_api/latest/_io.py of both).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import shutil
+from fractions import Fraction
+
+import torch
+
+import comfy.model_management as mm
+import comfy.utils
+import folder_paths
+from comfy.cli_args import args
+from comfy_api.latest import ComfyExtension, InputImpl, Types, io, ui
+
+from avdit.monl import TASKS
+from avdit.pipeline import ASSETS, AVDiTPipeline
+from avdit.sampling import SAMPLERS, SCHEDULERS
+
+from . import adapters
+
+log = logging.getLogger("avdit")
+
+AVDiTModelType = io.Custom("AVDIT_MODEL")
+AVLatentType = io.Custom("AV_LATENT")
+CATEGORY = "AVDiT"
+MODEL_FOLDER = "avdit"
+EXAMPLE_INPUTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "example_workflows", "input")
+
+
+def register_model_folder() -> None:
+    """models/avdit/ (plus any 'avdit:' paths from extra_model_paths.yaml), safetensors only."""
+    default = os.path.join(folder_paths.models_dir, MODEL_FOLDER)
+    paths = list(folder_paths.folder_names_and_paths.get(MODEL_FOLDER, ([], set()))[0])
+    if default not in paths:
+        paths.append(default)
+    folder_paths.folder_names_and_paths[MODEL_FOLDER] = (paths, {".safetensors"})
+
+
+def copy_example_inputs() -> None:
+    """Put the examples' input clips into ComfyUI's input folder, so Load Video finds them."""
+    if not os.path.isdir(EXAMPLE_INPUTS):
+        return
+    target = folder_paths.get_input_directory()
+    for name in sorted(os.listdir(EXAMPLE_INPUTS)):
+        destination = os.path.join(target, name)
+        if name.endswith(".mp4") and not os.path.exists(destination):
+            try:
+                os.makedirs(target, exist_ok=True)
+                shutil.copyfile(os.path.join(EXAMPLE_INPUTS, name), destination)
+            except OSError as e:  # a read-only input folder only costs the examples their clip
+                log.warning("AVDiT: could not copy example input %s to %s: %s", name, target, e)
+
+
+def seconds_input(id: str, default: float, tooltip: str, min: float = 0.0) -> io.Float.Input:
+    """A time in seconds, to the millisecond. (The page shows as many decimals as the step has,
+    so a step of 1/8 s would show 2.125 as 2.1.)"""
+    return io.Float.Input(id, default=default, min=min, max=600.0, step=0.001, round=0.001, tooltip=tooltip)
+
+
+def checkpoint_path(name: str) -> str:
+    path = folder_paths.get_full_path(MODEL_FOLDER, name) or adapters.bundled_checkpoints(ASSETS).get(name)
+    if path is None:
+        raise FileNotFoundError(f"AVDiTLoader: checkpoint {name!r} is neither in models/{MODEL_FOLDER}/ nor bundled with the pack")
+    return path
+
+
+@contextlib.contextmanager
+def on_load_device(model: adapters.AVDiTModel):
+    """Run on the sampling device (freeing ComfyUI-managed models to make room), offload after."""
+    if model.load_device != model.offload_device:
+        mm.free_memory(model.size_bytes() * 2, model.load_device)
+    model.pipeline.to(model.load_device)
+    try:
+        yield
+    finally:
+        model.pipeline.to(model.offload_device)
+        mm.soft_empty_cache()
+
+
+def _cpu(latent):
+    """Latents cross nodes on ComfyUI's intermediate device (the CPU unless --gpu-only)."""
+    return dataclasses.replace(latent, video=latent.video.to(mm.intermediate_device()),
+                               audio=latent.audio.to(mm.intermediate_device()))
+
+
+class AVDiTLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        choices = adapters.checkpoint_choices(folder_paths.get_filename_list(MODEL_FOLDER), adapters.bundled_checkpoints(ASSETS))
+        return io.Schema(
+            node_id="AVDiTLoader",
+            display_name="AVDiT Loader",
+            category=CATEGORY,
+            description="Loads an AVDiT checkpoint (denoiser and both codecs) from models/avdit/ or the pack's bundled models.",
+            inputs=[
+                io.Combo.Input("checkpoint", options=choices, tooltip="A .safetensors AVDiT checkpoint from models/avdit/ or bundled with the pack (a file in models/avdit/ hides a bundled one of the same name)."),
+                io.Combo.Input("dtype", options=list(adapters.DTYPE_CHOICES), default="auto", tooltip="Weight precision of the denoiser. auto: what ComfyUI picks for the device (fp32 on CPU). The codecs always run in fp32."),
+                io.Combo.Input("device", options=["default", "cpu"], default="default", tooltip="default: ComfyUI's device (the GPU for sampling, offloaded after). cpu: always run on the CPU."),
+            ],
+            outputs=[AVDiTModelType.Output(display_name="model", tooltip="The loaded AVDiT: denoiser, codecs and config.")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, checkpoint):
+        # ComfyUI 0.3.64 does not check V3 combo values when a prompt is queued; 0.33 does.
+        choices = adapters.checkpoint_choices(folder_paths.get_filename_list(MODEL_FOLDER), adapters.bundled_checkpoints(ASSETS))
+        if checkpoint not in choices:
+            return (f"AVDiTLoader: checkpoint {checkpoint!r} is not in models/{MODEL_FOLDER}/ nor bundled; "
+                    f"available: {', '.join(choices) or 'none (put a .safetensors AVDiT checkpoint in models/avdit/)'}")
+        return True
+
+    @classmethod
+    def execute(cls, checkpoint: str, dtype: str, device: str) -> io.NodeOutput:
+        path = checkpoint_path(checkpoint)
+        if device == "cpu":
+            load_device = offload_device = torch.device("cpu")
+        else:
+            load_device, offload_device = mm.get_torch_device(), mm.unet_offload_device()
+        auto = mm.unet_dtype(load_device, supported_dtypes=[torch.bfloat16, torch.float16, torch.float32]) \
+            if load_device.type != "cpu" else torch.float32
+        weight_dtype = adapters.resolve_dtype(dtype, auto)
+        pipeline = AVDiTPipeline.load(path, device=offload_device, dtype=weight_dtype)
+        return io.NodeOutput(adapters.AVDiTModel(pipeline, checkpoint, weight_dtype, load_device, offload_device))
+
+
+class AVDiTEncode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="AVDiTEncode",
+            display_name="AVDiT Encode",
+            category=CATEGORY,
+            description="Encodes video frames and/or audio into an AV latent of a total duration; a missing modality and the time after the inputs end are left to generate.",
+            inputs=[
+                AVDiTModelType.Input("model", tooltip="The AVDiT whose codecs encode the inputs."),
+                io.Image.Input("images", optional=True, tooltip="Video frames (IMAGE batch, one image per frame), e.g. from Get Video Components. Leave empty to generate the video."),
+                io.Float.Input("fps", default=8.0, min=0.01, max=1000.0, step=0.001, tooltip="Frame rate of the images (Get Video Components gives it). Converted to the model's frame rate."),
+                io.Audio.Input("audio", optional=True, tooltip="Audio, e.g. from Load Audio or Get Video Components. Leave empty to generate the audio."),
+                seconds_input("duration", 0.0, "Total length of the clip in seconds; the time after the inputs end is generated. 0: as long as the longer input."),
+                io.Combo.Input("resize", options=["crop", "pad", "stretch"], default="crop", tooltip="How frames of another size reach the model's size: centre crop, fit inside with black bars, or stretch."),
+            ],
+            outputs=[AVLatentType.Output(display_name="av_latent", tooltip="Video and audio latents, with what the inputs cover marked as given.")],
+        )
+
+    @classmethod
+    def execute(cls, model, fps: float, duration: float, resize: str, images=None, audio=None) -> io.NodeOutput:
+        return io.NodeOutput(_cpu(adapters.encode(model, images, fps, audio, duration, resize)))
+
+
+class AVDiTEmptyLatent(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="AVDiTEmptyLatent",
+            display_name="AVDiT Empty Latent",
+            category=CATEGORY,
+            description="An AV latent of a duration with nothing given: everything is generated (joint generation).",
+            inputs=[
+                AVDiTModelType.Input("model", tooltip="The AVDiT whose layout (frame rate, size, sample rate) the latent follows."),
+                seconds_input("duration", 2.125, "Length of the clip in seconds (rounded up to the model's frame grid).", min=0.125),
+            ],
+            outputs=[AVLatentType.Output(display_name="av_latent", tooltip="An empty AV latent.")],
+        )
+
+    @classmethod
+    def execute(cls, model, duration: float) -> io.NodeOutput:
+        return io.NodeOutput(_cpu(model.pipeline.empty_latent(duration)))
+
+
+class AVDiTNoiseLevelMask(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        level = dict(default=0.0, min=0.0, max=0.99, step=0.01)
+        return io.Schema(
+            node_id="AVDiTNoiseLevelMask",
+            display_name="AVDiT Noise Level Mask",
+            category=CATEGORY,
+            description="Sets the task: which (modality, time) blocks are given and which are generated, as a Mixture-of-Noise-Levels mask.",
+            inputs=[
+                AVLatentType.Input("av_latent", tooltip="The latent to set the task on (from AVDiT Encode or Empty Latent)."),
+                io.Combo.Input("task", options=list(TASKS), default="continue", tooltip="joint: generate both. a2v: audio given, make video. v2a: video given, make audio. continue: the first given_seconds given. inpaint: all but start..end given. interpolate: the first head_seconds and last tail_seconds given. custom: levels per (modality, segment)."),
+                seconds_input("given_seconds", 1.0, "continue: seconds from the start that are given."),
+                seconds_input("start", 0.5, "inpaint: start of the span to regenerate, in seconds."),
+                seconds_input("end", 1.5, "inpaint: end of the span to regenerate, in seconds."),
+                seconds_input("head_seconds", 0.5, "interpolate: seconds at the start that are given."),
+                seconds_input("tail_seconds", 0.5, "interpolate: seconds at the end that are given."),
+                io.Combo.Input("modalities", options=list(adapters.MODALITY_CHOICES), default="both", tooltip="continue / inpaint / interpolate: which modalities the given spans hold (e.g. audio: keep the audio there, generate all of the video)."),
+                io.Float.Input("video_given_level", tooltip="Noise level on given video blocks: 0 keeps them exactly; 0 < l < 1 keeps their coarse structure and re-draws detail.", **level),
+                io.Float.Input("audio_given_level", tooltip="Noise level on given audio blocks: 0 keeps them exactly; 0 < l < 1 keeps their coarse structure and re-draws detail.", **level),
+                io.String.Input("levels", default="video: 0 1 1 1 1\naudio: 0 1 1 1 1", multiline=True, tooltip="custom: one row for video and one for audio, one level per segment (0 given, 1 generated); the error message says how many segments the clip has."),
+            ],
+            outputs=[
+                AVLatentType.Output(display_name="av_latent", tooltip="The latent with the task's noise-level mask."),
+                io.String.Output(display_name="summary", tooltip="What is given and what is generated, in seconds."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, av_latent, task, given_seconds, start, end, head_seconds, tail_seconds, modalities,
+                video_given_level, audio_given_level, levels) -> io.NodeOutput:
+        latent = adapters.set_task(av_latent, task, given_seconds=given_seconds, start=start, end=end,
+                                   head_seconds=head_seconds, tail_seconds=tail_seconds, modalities=modalities,
+                                   video_given_level=video_given_level, audio_given_level=audio_given_level, levels=levels)
+        return io.NodeOutput(latent, adapters.describe_mask(latent))
+
+
+class AVDiTSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        guidance = dict(default=1.0, min=0.0, max=30.0, step=0.1, round=0.01)
+        return io.Schema(
+            node_id="AVDiTSampler",
+            display_name="MoNL KSampler",
+            category=CATEGORY,
+            description="Generates the blocks the latent's mask asks for with the Mixture-of-Noise-Levels AVDiT; given blocks come back unchanged.",
+            inputs=[
+                AVDiTModelType.Input("model", tooltip="The AVDiT to sample with."),
+                AVLatentType.Input("av_latent", tooltip="The latent and its task mask (from AVDiT Noise Level Mask, Encode or Empty Latent)."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="The random seed of the noise."),
+                io.Int.Input("steps", default=25, min=1, max=1000, tooltip="Number of denoising steps."),
+                io.Combo.Input("sampler_name", options=list(SAMPLERS), default="euler", tooltip="The sampling algorithm (heun calls the model twice per step)."),
+                io.Combo.Input("scheduler", options=list(SCHEDULERS), default="simple", tooltip="How the noise levels are spaced over the steps."),
+                io.Float.Input("video_guidance", tooltip="Guidance scale on video (1 = off): how strongly the video follows the given blocks.", **guidance),
+                io.Float.Input("audio_guidance", tooltip="Guidance scale on audio (1 = off): how strongly the audio follows the given blocks.", **guidance),
+                io.Combo.Input("guidance_drop", options=["all", "video", "audio"], default="all", tooltip="The unconditional variant of guidance: which given blocks it replaces by noise (all, only the video, or only the audio)."),
+                io.Float.Input("shift", default=1.0, min=0.01, max=100.0, step=0.01, tooltip="Moves steps towards high noise (> 1) or low noise (< 1); 1 = the scheduler as is."),
+            ],
+            outputs=[AVLatentType.Output(display_name="av_latent", tooltip="The generated latent.")],
+        )
+
+    @classmethod
+    def execute(cls, model, av_latent, seed, steps, sampler_name, scheduler, video_guidance, audio_guidance,
+                guidance_drop, shift) -> io.NodeOutput:
+        bar = comfy.utils.ProgressBar(steps)
+
+        def callback(info):
+            mm.throw_exception_if_processing_interrupted()  # the user's cancel, between steps
+            bar.update_absolute(info["i"] + 1, steps, _preview(model, av_latent, info["denoised"]))
+
+        with on_load_device(model):
+            out = model.pipeline.sample(av_latent, steps=steps, sampler=sampler_name, scheduler=scheduler, seed=seed,
+                                        video_guidance=video_guidance, audio_guidance=audio_guidance,
+                                        guidance_drop=guidance_drop, shift=shift, callback=callback)
+            out = _cpu(out)
+        return io.NodeOutput(out)
+
+
+def _preview(model, latent, denoised):
+    from PIL import Image
+
+    image = Image.fromarray(adapters.preview_frame(model, latent, denoised))
+    return ("JPEG", image.resize((image.width * 4, image.height * 4), Image.NEAREST), 512)
+
+
+class AVDiTDecode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="AVDiTDecode",
+            display_name="AVDiT Decode",
+            category=CATEGORY,
+            description="Decodes an AV latent into frames, audio and their frame rate, and a VIDEO for core Save Video.",
+            inputs=[
+                AVDiTModelType.Input("model", tooltip="The AVDiT whose codecs decode the latent."),
+                AVLatentType.Input("av_latent", tooltip="The latent to decode (usually from MoNL KSampler)."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="images", tooltip="The video frames (one IMAGE per frame)."),
+                io.Audio.Output(display_name="audio", tooltip="The audio at the model's sample rate."),
+                io.Float.Output(display_name="fps", tooltip="Frame rate of the images."),
+                io.Video.Output(display_name="video", tooltip="Frames and audio as one VIDEO, for Save Video / Preview."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, av_latent) -> io.NodeOutput:
+        frames, waveform, fps, rate = model.pipeline.decode(av_latent)
+        images, audio = adapters.decoded_to_comfy(frames, waveform, rate)
+        video = InputImpl.VideoFromComponents(Types.VideoComponents(
+            images=images, audio=audio, frame_rate=Fraction(fps).limit_denominator(1001)))
+        return io.NodeOutput(images, audio, float(fps), video)
+
+
+class AVDiTSaveVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="AVDiTSaveVideo",
+            display_name="AVDiT Save Video",
+            category=CATEGORY,
+            description="Saves a video with its audio as one MP4 (H.264 + AAC) in the output folder, with the prompt and workflow in its metadata: drop the file on ComfyUI to get the workflow back.",
+            inputs=[
+                io.Video.Input("video", tooltip="The video to save (from AVDiT Decode, Create Video or Load Video)."),
+                io.String.Input("filename_prefix", default="avdit/AVDiT", tooltip="Name of the file inside the output folder; may contain subfolders but cannot leave the output folder."),
+            ],
+            outputs=[],
+            hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def validate_inputs(cls, filename_prefix):
+        if isinstance(filename_prefix, str):  # None when it comes from another node's output
+            problem = adapters.check_filename_prefix(filename_prefix)
+            if problem:
+                return f"AVDiTSaveVideo: {problem}"
+        return True
+
+    @classmethod
+    def execute(cls, video, filename_prefix: str) -> io.NodeOutput:
+        from avdit.media import write_mp4
+
+        problem = adapters.check_filename_prefix(filename_prefix)
+        if problem:
+            raise ValueError(f"AVDiTSaveVideo: {problem}")
+        components = video.get_components()
+        images = components.images
+        folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(
+            filename_prefix, folder_paths.get_output_directory(), images.shape[2], images.shape[1])
+        os.makedirs(folder, exist_ok=True)
+        file = f"{filename}_{counter:05}_.mp4"
+        waveform, rate = None, None
+        if components.audio is not None:
+            waveform, rate = adapters.audio_to_waveform(components.audio)
+        metadata = None if args.disable_metadata else adapters.video_metadata(cls.hidden.prompt, cls.hidden.extra_pnginfo)
+        write_mp4(os.path.join(folder, file), images.cpu(), Fraction(components.frame_rate), waveform, rate, metadata)
+        return io.NodeOutput(ui=ui.PreviewVideo([ui.SavedResult(file, subfolder, io.FolderType.output)]))
+
+
+NODES = [AVDiTLoader, AVDiTEncode, AVDiTEmptyLatent, AVDiTNoiseLevelMask, AVDiTSampler, AVDiTDecode, AVDiTSaveVideo]
+
+
+class AVDiTExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return NODES
+
+
+register_model_folder()
+copy_example_inputs()

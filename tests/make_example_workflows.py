@@ -1,0 +1,208 @@
+"""Write example_workflows/NAME.json (UI format) and example_workflows/api/NAME.json (API format)
+from the graphs below, with each node's widget order and defaults from a real server's /object_info.
+
+    COMFYUI_PATH=/path/to/ComfyUI-0.3.64 COMFYUI_PYTHON=/path/to/python python -m tests.make_example_workflows
+
+Use the oldest supported ComfyUI (0.3.64): newer ones add outputs to core nodes (Get Video
+Components has 5 in 0.33), which the older page would not find.
+
+Run it after changing a node's inputs; tests/test_nodes.py and the page tests check the files.
+"""
+import json
+import os
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+from tests.comfy_helpers import EXAMPLES, ComfyServer
+
+CHECKPOINT = "avdit-toneshapes-demo.safetensors"
+CLIP = "avdit_toneshapes.mp4"
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+
+
+class Graph:
+    """Nodes in execution order; an input is a value or `link(node, output index)`."""
+
+    def __init__(self, note: str):
+        self.note, self.nodes = note, []
+
+    def add(self, class_type: str, **inputs) -> int:
+        self.nodes.append({"id": len(self.nodes) + 1, "class_type": class_type, "inputs": inputs})
+        return len(self.nodes)
+
+
+def link(node: int, output: int) -> tuple:
+    return ("link", node, output)
+
+
+# --- the examples ----------------------------------------------------------------------------------
+def load_clip(g: Graph) -> int:
+    video = g.add("LoadVideo", file=CLIP)
+    return g.add("GetVideoComponents", video=link(video, 0))  # images 0, audio 1, fps 2
+
+
+def sample_and_save(g: Graph, model: int, latent: tuple, prefix: str) -> None:
+    sampled = g.add("AVDiTSampler", model=link(model, 0), av_latent=latent, seed=1, steps=25)
+    decoded = g.add("AVDiTDecode", model=link(model, 0), av_latent=link(sampled, 0))
+    g.add("AVDiTSaveVideo", video=link(decoded, 3), filename_prefix=prefix)
+
+
+def task_example(task: str, note: str, duration: float = 0.0, video: bool = True, audio: bool = True, **times) -> Graph:
+    g = Graph(note)
+    model = g.add("AVDiTLoader", checkpoint=CHECKPOINT)
+    clip = load_clip(g)
+    given = {"images": link(clip, 0)} if video else {}
+    given.update({"audio": link(clip, 1)} if audio else {})
+    encoded = g.add("AVDiTEncode", model=link(model, 0), fps=link(clip, 2), duration=duration, **given)
+    masked = g.add("AVDiTNoiseLevelMask", av_latent=link(encoded, 0), task=task, **times)
+    sample_and_save(g, model, link(masked, 0), f"avdit/{task}")
+    return g
+
+
+def joint_example() -> Graph:
+    g = Graph("Joint generation: video and audio together from noise, 2.125 s.")
+    model = g.add("AVDiTLoader", checkpoint=CHECKPOINT)
+    empty = g.add("AVDiTEmptyLatent", model=link(model, 0), duration=2.125)
+    sample_and_save(g, model, link(empty, 0), "avdit/joint")
+    return g
+
+
+def extend_example(windows: int = 4, window_seconds: float = 2.0) -> Graph:
+    g = Graph("Extend the 2.125 s clip to 10.125 s, 2 s per window: each window continues the clip so far "
+              "(its frames and audio given) and adds 2 s.")
+    model = g.add("AVDiTLoader", checkpoint=CHECKPOINT)
+    clip = load_clip(g)
+    images, audio, fps, seconds = link(clip, 0), link(clip, 1), link(clip, 2), 2.125
+    for window in range(windows):
+        encoded = g.add("AVDiTEncode", model=link(model, 0), images=images, audio=audio, fps=fps,
+                        duration=seconds + window_seconds)
+        masked = g.add("AVDiTNoiseLevelMask", av_latent=link(encoded, 0), task="continue", given_seconds=seconds)
+        sampled = g.add("AVDiTSampler", model=link(model, 0), av_latent=link(masked, 0), seed=window + 1, steps=25)
+        decoded = g.add("AVDiTDecode", model=link(model, 0), av_latent=link(sampled, 0))
+        images, audio, fps, seconds = link(decoded, 0), link(decoded, 1), link(decoded, 2), seconds + window_seconds
+    g.add("AVDiTSaveVideo", video=link(decoded, 3), filename_prefix="avdit/extend_10s")
+    return g
+
+
+def examples() -> dict[str, Graph]:
+    return {
+        "joint": joint_example(),
+        "continue": task_example("continue", "Continue: the 2.125 s input clip is given; the next 2 s of video and audio are generated.",
+                                 duration=4.125, given_seconds=2.125),
+        "inpaint": task_example("inpaint", "Inpaint: 0.5 s to 1.5 s of the clip is regenerated in both modalities; the rest is kept.",
+                                start=0.5, end=1.5),
+        "interpolate": task_example("interpolate", "Interpolate: the first 0.625 s and the last 0.5 s are given; the middle is generated.",
+                                    head_seconds=0.625, tail_seconds=0.5),
+        "a2v": task_example("a2v", "Audio to video: the clip's audio is given; its video is generated.", video=False),
+        "v2a": task_example("v2a", "Video to audio: the clip's video is given; its audio is generated.", audio=False),
+        "extend_10s": extend_example(),
+    }
+
+
+# --- writing both formats ----------------------------------------------------------------------------
+def schema_inputs(object_info: dict, class_type: str) -> list[tuple[str, list, bool]]:
+    """(name, spec, optional) in the order the page lays out a node's inputs."""
+    info = object_info[class_type]
+    return [(name, info["input"][section][name], section == "optional")
+            for section in ("required", "optional") for name in info["input_order"].get(section, [])]
+
+
+def is_widget(spec: list) -> bool:
+    return isinstance(spec[0], list) or spec[0] in WIDGET_TYPES
+
+
+def widget_value(spec: list, given):
+    if given is not None:
+        return given
+    options = spec[1] if len(spec) > 1 else {}
+    if "default" in options:
+        return options["default"]
+    return spec[0][0] if isinstance(spec[0], list) else options["options"][0]
+
+
+def to_api(object_info: dict, g: Graph) -> dict:
+    prompt = {}
+    for node in g.nodes:
+        inputs = {}
+        for name, spec, _ in schema_inputs(object_info, node["class_type"]):
+            value = node["inputs"].get(name)
+            if isinstance(value, tuple):
+                inputs[name] = [str(value[1]), value[2]]
+            elif is_widget(spec):
+                inputs[name] = widget_value(spec, value)
+        prompt[str(node["id"])] = {"class_type": node["class_type"], "inputs": inputs,
+                                   "_meta": {"title": object_info[node["class_type"]]["display_name"]}}
+    return prompt
+
+
+def to_ui(object_info: dict, g: Graph, name: str) -> dict:
+    nodes, links, column_heights, column_of = [], [], {}, {}
+    for node in g.nodes:
+        class_type, given = node["class_type"], node["inputs"]
+        sources = [v[1] for v in given.values() if isinstance(v, tuple)]
+        column = column_of[node["id"]] = 1 + max((column_of[s] for s in sources), default=-1)
+        slots, widgets = [], []
+        for input_name, spec, optional in schema_inputs(object_info, class_type):
+            value = given.get(input_name)
+            if is_widget(spec):
+                widgets.append(widget_value(spec, None if isinstance(value, tuple) else value))
+                if spec[1].get("control_after_generate"):
+                    widgets.append("fixed")  # the examples are reproducible: the seed stays
+                if spec[1].get("video_upload"):
+                    widgets.append("image")  # Load Video's upload button
+                if isinstance(value, tuple):  # a widget fed by a link gets a socket
+                    slots.append({"name": input_name, "type": "COMBO" if isinstance(spec[0], list) else spec[0],
+                                  "widget": {"name": input_name}, "link": None})
+            else:
+                slots.append({"name": input_name, "type": spec[0], "link": None, **({"shape": 7} if optional else {})})
+        for slot_index, slot in enumerate(slots):
+            source = given.get(slot["name"])
+            if isinstance(source, tuple):
+                slot["link"] = len(links) + 1
+                links.append([slot["link"], source[1], source[2], node["id"], slot_index, None])
+        info = object_info[class_type]
+        size = [420, 480] if class_type == "AVDiTSaveVideo" else [320, 120 + 26 * len(widgets)]
+        row = column_heights.get(column, 0)
+        column_heights[column] = row + size[1] + 40
+        nodes.append({"id": node["id"], "type": class_type, "pos": [40 + 380 * column, 60 + row], "size": size,
+                      "flags": {}, "order": node["id"] - 1, "mode": 0, "inputs": slots,
+                      "outputs": [{"name": n, "type": t, "links": []} for n, t in zip(info["output_name"], info["output"])],
+                      "properties": {"Node name for S&R": class_type,
+                                     "cnr_id": "comfyui-avdit" if class_type.startswith("AVDiT") else "comfy-core"},
+                      "widgets_values": widgets})
+    by_id = {n["id"]: n for n in nodes}
+    for entry in links:
+        output = by_id[entry[1]]["outputs"][entry[2]]
+        output["links"].append(entry[0])
+        entry[5] = output["type"]
+    return {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, "avdit/" + name)), "revision": 0,
+            "last_node_id": len(nodes), "last_link_id": len(links), "nodes": nodes, "links": links, "groups": [],
+            "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}, "avdit_note": g.note}, "version": 0.4}
+
+
+def write(object_info: dict, folder: Path = EXAMPLES) -> None:
+    (folder / "api").mkdir(parents=True, exist_ok=True)
+    for name, graph in examples().items():
+        (folder / f"{name}.json").write_text(json.dumps(to_ui(object_info, graph, name), indent=1))
+        (folder / "api" / f"{name}.json").write_text(json.dumps(to_api(object_info, graph), indent=1))
+        print(f"{name}: {len(graph.nodes)} nodes")
+
+
+def main() -> None:
+    comfy = os.environ.get("COMFYUI_PATH")
+    if not comfy:
+        sys.exit("set COMFYUI_PATH (and COMFYUI_PYTHON) to a ComfyUI checkout")
+    server = ComfyServer(comfy, os.environ.get("COMFYUI_PYTHON", sys.executable), Path(tempfile.mkdtemp()), {},
+                         [EXAMPLES / "input" / CLIP])
+    try:
+        server.wait_ready()
+        object_info = server.get("/object_info")
+    finally:
+        server.stop()
+    write(object_info)
+
+
+if __name__ == "__main__":
+    main()
