@@ -46,10 +46,18 @@ class AVLatent:
     layout: Layout
     available: NoiseLevelMask
     mask: NoiseLevelMask | None = None
+    seconds: float | None = None  # the duration asked for; the layout rounds up to the codec's frame grid
 
     @property
     def duration(self) -> float:
         return self.layout.duration
+
+    @property
+    def output_frames(self) -> int:
+        """Video frames a decode returns: the asked duration in whole frames, within the layout."""
+        if self.seconds is None:
+            return self.layout.num_frames
+        return min(self.layout.num_frames, max(1, round(self.seconds * self.layout.fps)))
 
     def effective_mask(self) -> NoiseLevelMask:
         """The mask sampling uses: the task's, but never 'given' where no input was available."""
@@ -133,7 +141,7 @@ class AVDiTPipeline:
                 raise ValueError("encode: give frames, a waveform or a duration")
             duration = max(lengths)
         layout = Layout.from_config(self.config, duration=duration)
-        latent = self.empty_latent(layout.duration, layout=layout)
+        latent = self.empty_latent(duration, layout=layout)
         video, audio = latent.video, latent.audio
         spans = {"video": [], "audio": []}
         if frames is not None:
@@ -149,7 +157,7 @@ class AVDiTPipeline:
             padded = torch.nn.functional.pad(native, (0, layout.num_samples - native.shape[1]))
             audio = self.audio_codec.encode(padded[None].to(self.device)).to(audio)
         available = NoiseLevelMask(*(torch.where(layout.covered(spans[m], m), 0.0, 1.0) for m in ("video", "audio")))
-        return AVLatent(video, audio, layout, available)
+        return AVLatent(video, audio, layout, available, seconds=latent.seconds)
 
     def empty_latent(self, duration: float, batch: int = 1, layout: Layout | None = None) -> AVLatent:
         """A latent of `duration` seconds with nothing given."""
@@ -161,12 +169,15 @@ class AVDiTPipeline:
                             lay.height // s, lay.width // s, device=device)
         audio = torch.zeros(batch, self.config.audio_codec.latent_channels, layout.audio_latent_frames, device=device)
         nothing = NoiseLevelMask(torch.ones(layout.video_latent_frames), torch.ones(layout.audio_latent_frames))
-        return AVLatent(video, audio, layout, nothing)
+        return AVLatent(video, audio, layout, nothing, seconds=float(duration))
 
     def decode(self, latent: AVLatent) -> tuple[torch.Tensor, torch.Tensor, float, int]:
-        """-> frames (B, F, H, W, 3) in 0..1, waveform (B, C, S), fps, sample rate; cut to the clip's length."""
-        frames = self.video_codec.decode(latent.video.float())[:, : latent.layout.num_frames]
-        waveform = self.audio_codec.decode(latent.audio.float())[:, :, : latent.layout.num_samples]
+        """-> frames (B, F, H, W, 3) in 0..1, waveform (B, C, S), fps, sample rate, cut to the
+        duration asked for (in whole frames; audio to exactly those frames' length)."""
+        num_frames = latent.output_frames
+        frames = self.video_codec.decode(latent.video.float())[:, :num_frames]
+        num_samples = round(num_frames / latent.layout.fps * latent.layout.sample_rate)
+        waveform = self.audio_codec.decode(latent.audio.float())[:, :, :num_samples]
         return frames.cpu(), waveform.cpu(), self.native_fps, self.native_sample_rate
 
     # --- sampling -----------------------------------------------------------------------------
@@ -182,7 +193,7 @@ class AVDiTPipeline:
             guidance=Guidance(video_guidance, audio_guidance, guidance_drop), callback=callback,
         )
         everything = NoiseLevelMask(torch.zeros_like(mask.video), torch.zeros_like(mask.audio))
-        return AVLatent(video, audio, latent.layout, everything)
+        return AVLatent(video, audio, latent.layout, everything, seconds=latent.seconds)
 
 
     @torch.no_grad()

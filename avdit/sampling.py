@@ -320,6 +320,8 @@ def sample(
 
     given_video (B, Cv, Tv, h, w) and given_audio (B, Ca, Ta) hold the given content (anything,
     e.g. zeros, where the mask generates). Same seed, same inputs -> the same output on the CPU.
+    `callback(info)` is called once per step with "i", "sigma", "x", "denoised" (flattened) and
+    "video", "audio" (the x0 prediction in latent shapes); returning False cancels.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler is {sampler!r}; expected one of {sorted(SAMPLERS)}")
@@ -327,5 +329,10 @@ def sample(
     levels = schedule_levels(scheduler, steps, schedule, shift)
     denoiser = MonlDenoiser(model, schedule, mask, given_video, given_audio, levels, generator, guidance)
     sigmas = [float(u) for u in schedule.flow_sigma(levels)]
-    x = SAMPLERS[sampler](denoiser, denoiser.initial_noise(), sigmas, callback=callback, generator=generator)
+    report = None
+    if callback is not None:
+        def report(info):  # add the x0 prediction in latent shapes, for previews
+            info["video"], info["audio"] = denoiser.unpack(info["denoised"])
+            return callback(info)
+    x = SAMPLERS[sampler](denoiser, denoiser.initial_noise(), sigmas, callback=report, generator=generator)
     return denoiser.finish(x)

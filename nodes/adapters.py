@@ -171,17 +171,11 @@ def describe_mask(latent: AVLatent) -> str:
 
 
 # --- sampling previews -------------------------------------------------------------------------
-def preview_frame(model: AVDiTModel, latent: AVLatent, denoised: torch.Tensor) -> np.ndarray:
-    """The middle frame of the current x0 prediction as (H, W, 3) uint8.
-
-    The sampler's state packs [video | audio] per batch item (avdit.sampling.MonlDenoiser.pack);
-    only the video part of the first item is decoded, one latent frame of it.
-    """
-    video_shape = latent.video.shape
-    nv = math.prod(video_shape[1:])
-    video = denoised[:1, :nv].reshape(1, *video_shape[1:])
-    middle = video_shape[2] // 2
-    frames = model.pipeline.video_codec.decode(video[:, :, middle:middle + 1].float())  # (1, f, H, W, 3)
+def preview_frame(model: AVDiTModel, video: torch.Tensor) -> np.ndarray:
+    """The middle frame of the current x0 prediction `video` (B, C, Tv, h, w) as (H, W, 3) uint8;
+    only the first item's middle latent frame is decoded."""
+    middle = video.shape[2] // 2
+    frames = model.pipeline.video_codec.decode(video[:1, :, middle:middle + 1].float())  # (1, f, H, W, 3)
     frame = frames[0, frames.shape[1] // 2].clamp(0, 1)
     return (frame * 255).round().to(torch.uint8).cpu().numpy()
 

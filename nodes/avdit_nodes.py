@@ -243,7 +243,7 @@ class AVDiTSampler(io.ComfyNode):
 
         def callback(info):
             mm.throw_exception_if_processing_interrupted()  # the user's cancel, between steps
-            bar.update_absolute(info["i"] + 1, steps, _preview(model, av_latent, info["denoised"]))
+            bar.update_absolute(info["i"] + 1, steps, _preview(model, info["video"]))
 
         with on_load_device(model):
             out = model.pipeline.sample(av_latent, steps=steps, sampler=sampler_name, scheduler=scheduler, seed=seed,
@@ -253,10 +253,10 @@ class AVDiTSampler(io.ComfyNode):
         return io.NodeOutput(out)
 
 
-def _preview(model, latent, denoised):
+def _preview(model, video):
     from PIL import Image
 
-    image = Image.fromarray(adapters.preview_frame(model, latent, denoised))
+    image = Image.fromarray(adapters.preview_frame(model, video))
     return ("JPEG", image.resize((image.width * 4, image.height * 4), Image.NEAREST), 512)
 
 

@@ -134,7 +134,7 @@ def test_mask_summary_warns_when_the_task_gives_what_no_input_covers(model):
 def test_preview_is_the_middle_frame_of_the_current_prediction(model):
     latent = model.pipeline.empty_latent(2.125)
     seen = []
-    model.pipeline.sample(latent, steps=2, callback=lambda info: seen.append(adapters.preview_frame(model, latent, info["denoised"])))
+    model.pipeline.sample(latent, steps=2, callback=lambda info: seen.append(adapters.preview_frame(model, info["video"])))
     assert len(seen) == 2 and seen[0].shape == (64, 64, 3) and seen[0].dtype.name == "uint8"
 
 

@@ -56,3 +56,13 @@ def test_encode_needs_rates_and_shapes(pipe):
         pipe.encode(frames)
     with pytest.raises(ValueError, match=r"frames have shape \(17, 64, 64\); expected \(frames, height, width, 3\)"):
         pipe.encode(frames[..., 0], 8)
+
+
+def test_decode_returns_the_duration_asked_for(pipe):
+    frames, waveform = clip_tensors()
+    latent = pipe.encode(frames, 8, waveform, 16000, duration=2.0)  # the layout rounds up to 17 frames
+    assert latent.layout.num_frames == 17
+    out_frames, out_wave, _, _ = pipe.decode(latent)
+    assert out_frames.shape[1] == 16 and out_wave.shape[2] == 32000
+    out_frames, out_wave, _, _ = pipe.decode(pipe.sample(with_task(latent, "v2a"), steps=1))
+    assert out_frames.shape[1] == 16 and out_wave.shape[2] == 32000
