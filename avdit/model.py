@@ -312,7 +312,7 @@ def latent_times(config: AVDiTConfig, video_latent_frames: int, audio_latent_fra
 PRESETS = {
     "tiny": dict(width=64, depth=2, heads=2),  # tests
     "demo": dict(width=320, depth=8, heads=5, video_patch=2),  # trained on 2 CPU cores: 2x2 video patches
-    "small": dict(width=384, depth=8, heads=6),  # about 21 M parameters
+    "small": dict(width=384, depth=8, heads=3),  # about 21 M parameters; head dim 128 runs attention ~15 % faster on CPU than 64
     "paper": dict(width=1024, depth=24, heads=16),  # DiT-L sized
 }
 
