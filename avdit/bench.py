@@ -29,7 +29,7 @@ CLIPS = {"2.125 s": 2.125, "10 s": 10.0}
 def add_arguments(parser) -> None:
     parser.add_argument("--preset", default="small", help="model size preset (default: small)")
     parser.add_argument("--batch", type=int, default=2, help="batch of the forward timing (default 2: a guided step)")
-    parser.add_argument("--repeats", type=int, default=5, help="timing rounds; the best is kept (default 5)")
+    parser.add_argument("--repeats", type=int, default=10, help="timing rounds; the best is kept (default 10)")
     parser.add_argument("--steps", type=int, default=10, help="sampling steps for the sampler measurements")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")

@@ -9,6 +9,8 @@ Deviations from the paper, on purpose:
   durations other than its training window. Video adds a 2D spatial sinusoid, and each modality
   a learned embedding. The paper draws separate encodings per modality.
 - The final layer is adaLN-modulated by the token's level, as in DiT (the paper's figure omits it).
+- The MLP uses SiLU rather than DiT's tanh-GELU: on a CPU tanh-GELU alone took 5 % of a forward
+  (4x exact GELU's time, 6x SiLU's), and the benchmark holds the forward to the matmul rate.
 """
 from __future__ import annotations
 
@@ -134,7 +136,7 @@ class Block(nn.Module):
         h = self.proj(h.transpose(1, 2).reshape(b, length, d))  # (B, L, D)
         x = addcmul(x, gate1, h)
         h = addcmul(shift2, F.layer_norm(x, (d,), eps=1e-6), scale2)  # (B, L, D)
-        h = self.fc2(F.gelu(self.fc1(h)))  # (B, L, D); exact GELU: 4x faster than tanh on CPU
+        h = self.fc2(F.silu(self.fc1(h), inplace=not torch.is_grad_enabled()))  # (B, L, D)
         return addcmul(x, gate2, h)
 
 
