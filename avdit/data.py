@@ -487,8 +487,8 @@ class VideoFolderDataset(torch.utils.data.Dataset):
             if reason is not None:
                 self.skipped.append((path, reason))
                 continue
-            # A small margin keeps the last clip clear of streams that end a frame early.
-            count = int((duration - 0.5 / fps) // self.clip_seconds) or 1
+            # Streams often end a frame early or late: a file up to half a frame short of n clips gives n.
+            count = int((duration + 0.5 / fps) // self.clip_seconds) or 1  # up to half a frame short is a whole clip
             self.clips += [(path, i * self.clip_seconds) for i in range(count)]
         if not self.clips:
             raise ValueError(f"folder {self.folder!r} has no usable video clips of "

@@ -49,3 +49,21 @@ def test_bad_strategy_is_refused(tmp_path):
                             cwd=tmp_path, env=ENV, capture_output=True, text=True)
     assert result.returncode == 2 and "invalid choice: 'random'" in result.stderr
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_train_on_a_folder_of_your_own_videos(tmp_path):
+    import torch
+
+    from avdit import media
+    from avdit.data import generate_clip
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for seed in (1, 2):  # 4.25 s each: two 2.125 s clips per file
+        clip = generate_clip(seed, frames=34)
+        media.write_mp4(folder / f"clip{seed}.mp4", torch.from_numpy(clip.video), 8, torch.from_numpy(clip.audio)[None], 16000)
+    out = tmp_path / "folder.safetensors"
+    train(tmp_path, "--output", str(out), "--steps", "2", "--data", str(folder))
+    assert read_config(out).training["data"] == str(folder)
+    from safetensors.torch import load_file
+    assert load_file(tmp_path / "latents.safetensors")["video"].shape[0] == 4
