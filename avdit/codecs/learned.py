@@ -25,8 +25,7 @@ from avdit.config import AudioCodecConfig, VideoCodecConfig
 
 # channels[i] is the width at spatial stride patch * 2**i; the last is the latent resolution.
 VIDEO_OPTIONS = {"patch": 4, "channels": [64, 128], "time_kernel": 3}
-AUDIO_OPTIONS = {"n_fft": 1280, "width": 256, "blocks": 2, "kernel": 3, "head_width": 0, "eps": 0.1,
-                 "griffin_lim_iterations": 32}
+AUDIO_OPTIONS = {"n_fft": 1280, "width": 192, "blocks": 2, "kernel": 3, "eps": 0.1, "griffin_lim_iterations": 32}
 
 
 def _options(defaults: dict, given: dict, what: str) -> dict:
@@ -191,31 +190,29 @@ class LearnedAudioCodec(AudioCodec):
             )
         width, blocks, kernel = opts["width"], opts["blocks"], opts["kernel"]
         bins = config.channels * (self.n_fft // 2 + 1)
-        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
         self.enc_in = nn.Conv1d(bins, width, 1)  # per frame: the blocks add context over time
         self.enc_blocks = nn.Sequential(*(AudioResBlock(width, kernel) for _ in range(blocks)))
         self.enc_out = nn.Conv1d(width, config.latent_channels, 1)
         self.dec_in = nn.Conv1d(config.latent_channels, width, kernel, padding=kernel // 2)
         self.dec_blocks = nn.Sequential(*(AudioResBlock(width, kernel) for _ in range(blocks)))
-        # Each output spectrum mixes the last layer's units: a harmonic comb that slides with the
-        # pitch needs more units than there are bins it can land on, hence the optional wide head.
-        head = opts["head_width"]
-        self.dec_head = nn.Conv1d(width, head, 1) if head else None
-        self.dec_out = nn.Conv1d(head or width, bins, 1)
+        self.dec_out = nn.Conv1d(width, bins, 1)
 
     # Spectra --------------------------------------------------------------------------------------
+
+    def _window(self, like: torch.Tensor) -> torch.Tensor:
+        return torch.hann_window(self.n_fft, dtype=like.dtype, device=like.device)
 
     def _stft(self, waveform: torch.Tensor) -> torch.Tensor:
         """(N, S) with S a multiple of hop -> complex (N, bins, S / hop), frame t centred on hop t."""
         side = (self.n_fft - self.config.hop) // 2
         padded = F.pad(waveform, (side, side))
-        return torch.stft(padded, self.n_fft, self.config.hop, window=self.window.to(waveform.dtype),
+        return torch.stft(padded, self.n_fft, self.config.hop, window=self._window(waveform),
                           center=False, return_complex=True)
 
     def _istft(self, spectrum: torch.Tensor) -> torch.Tensor:
         """Inverse of `_stft` by weighted overlap-add: complex (N, bins, T) -> (N, T * hop)."""
         hop, frames = self.config.hop, spectrum.shape[-1]
-        window = self.window.to(spectrum.real.dtype)
+        window = self._window(spectrum.real)
         pieces = torch.fft.irfft(spectrum, n=self.n_fft, dim=1) * window[:, None]  # (N, n_fft, T)
         size = (1, (frames - 1) * hop + self.n_fft)
         signal = F.fold(pieces, size, (1, self.n_fft), stride=(1, hop)).flatten(1)
@@ -226,8 +223,9 @@ class LearnedAudioCodec(AudioCodec):
     def log_magnitude(self, waveform: torch.Tensor) -> torch.Tensor:
         """(B, C, S) -> log(|STFT| + eps) as (B, C * bins, S / hop): what the encoder sees."""
         b, c, _ = waveform.shape
-        magnitude = self._stft(waveform.flatten(0, 1)).abs()  # (B*C, bins, T)
-        return torch.log(magnitude + self.eps).reshape(b, c * magnitude.shape[1], -1)
+        # Spectra in float32 whatever the weights' dtype: CPU FFTs have no half precision.
+        magnitude = self._stft(waveform.flatten(0, 1).float()).abs()  # (B*C, bins, T)
+        return torch.log(magnitude + self.eps).reshape(b, c * magnitude.shape[1], -1).to(waveform.dtype)
 
     def griffin_lim(self, magnitude: torch.Tensor) -> torch.Tensor:
         """A waveform (N, T * hop) whose STFT magnitude is close to `magnitude` (N, bins, T)."""
@@ -254,10 +252,7 @@ class LearnedAudioCodec(AudioCodec):
     def decode_log_magnitude(self, raw: torch.Tensor) -> torch.Tensor:
         """Unnormalised latent (B, Ca, T) -> predicted log magnitudes (B, C * bins, T)."""
         x = self.dec_blocks(self.dec_in(raw))  # (B, width, T)
-        x = F.silu(x)
-        if self.dec_head is not None:
-            x = F.silu(self.dec_head(x))  # (B, head_width, T)
-        return self.dec_out(x)  # (B, C*bins, T)
+        return self.dec_out(F.silu(x))  # (B, C*bins, T)
 
     def _encode_raw(self, waveform: torch.Tensor) -> torch.Tensor:
         return self.encode_log_magnitude(self.log_magnitude(waveform))
@@ -265,5 +260,5 @@ class LearnedAudioCodec(AudioCodec):
     def _decode_raw(self, raw: torch.Tensor) -> torch.Tensor:
         b, channels = raw.shape[0], self.config.channels
         log_magnitude = self.decode_log_magnitude(raw)  # (B, C*bins, T)
-        magnitude = (log_magnitude.exp() - self.eps).clamp_min(0.0).reshape(b * channels, -1, raw.shape[-1])
-        return self.griffin_lim(magnitude).reshape(b, channels, -1)  # (B, C, T*hop)
+        magnitude = (log_magnitude.float().exp() - self.eps).clamp_min(0.0).reshape(b * channels, -1, raw.shape[-1])
+        return self.griffin_lim(magnitude).reshape(b, channels, -1).to(raw.dtype)  # (B, C, T*hop)
