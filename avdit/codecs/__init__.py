@@ -5,7 +5,8 @@
     frames = video.decode(latent)                 # -> (B, 1 + 4 (Tv - 1), H, W, 3) 0..1
 
 Kinds: video "space_to_depth" and audio "framed" are weight-free and exactly invertible (for
-tests); "learned" are the small trained autoencoders in `avdit.codecs.learned`.
+tests; `analytic_video_config()` / `analytic_audio_config()` give consistent configs); "learned"
+are the small trained autoencoders in `avdit.codecs.learned`.
 """
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ import os
 from pathlib import Path
 
 from avdit.checkpoint import CheckpointError, load_checkpoint, load_state
-from avdit.codecs.analytic import FramedAudioCodec, SpaceToDepthVideoCodec, framed_channels, space_to_depth_channels
+from avdit.codecs.analytic import (
+    FramedAudioCodec,
+    SpaceToDepthVideoCodec,
+    analytic_audio_config,
+    analytic_video_config,
+    framed_channels,
+    space_to_depth_channels,
+)
 from avdit.codecs.base import AudioCodec, VideoCodec
 from avdit.codecs.learned import LearnedAudioCodec, LearnedVideoCodec
 from avdit.config import AudioCodecConfig, AVDiTConfig, VideoCodecConfig
@@ -27,6 +35,8 @@ __all__ = [
     "AudioCodec",
     "VideoCodec",
     "SHIPPED_CODECS",
+    "analytic_audio_config",
+    "analytic_video_config",
     "build_audio_codec",
     "build_codecs",
     "build_video_codec",

@@ -24,6 +24,18 @@ def framed_channels(config: AudioCodecConfig) -> int:
     return config.channels * config.hop
 
 
+def analytic_video_config(temporal_stride: int = 4, spatial_stride: int = 8, causal: bool = True) -> VideoCodecConfig:
+    """A consistent "space_to_depth" config (latent_channels filled in: 768 with the defaults)."""
+    config = VideoCodecConfig(kind="space_to_depth", temporal_stride=temporal_stride, spatial_stride=spatial_stride, causal=causal)
+    config.latent_channels = space_to_depth_channels(config)
+    return config
+
+
+def analytic_audio_config(hop: int = 320, channels: int = 1) -> AudioCodecConfig:
+    """A consistent "framed" config (latent_channels filled in: 320 with the defaults)."""
+    return AudioCodecConfig(kind="framed", hop=hop, channels=channels, latent_channels=channels * hop)
+
+
 class SpaceToDepthVideoCodec(VideoCodec):
     """Groups `temporal_stride` frames and `spatial_stride` x `spatial_stride` pixels into channels.
 
