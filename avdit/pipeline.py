@@ -22,9 +22,9 @@ import torch
 
 from avdit import media
 from avdit.checkpoint import CheckpointError, load_checkpoint, load_state, save_checkpoint
-from avdit.codecs import (SHIPPED_CODECS, AudioCodec, VideoCodec, build_codecs, framed_channels,
-                          space_to_depth_channels)
-from avdit.config import AudioCodecConfig, AVDiTConfig, VideoCodecConfig
+from avdit.codecs import (SHIPPED_CODECS, AudioCodec, VideoCodec, analytic_audio_config, analytic_video_config,
+                          build_codecs)
+from avdit.config import AVDiTConfig
 from avdit.layout import Layout
 from avdit.model import AVDiT, model_config
 from avdit.monl import MODALITIES, NoiseLevelMask, given_spans_mask, task_mask
@@ -261,10 +261,8 @@ def load_codec_config_and_tensors(codecs: str | os.PathLike | None = None) -> tu
     or the weight-free exactly invertible ones ("analytic"). Returns the config they come with,
     their tensors (prefixed, ready to save beside a denoiser) and the two codecs."""
     if codecs == "analytic":
-        video_cfg = VideoCodecConfig(kind="space_to_depth", latent_shift=0.5, latent_scale=4.0)
-        audio_cfg = AudioCodecConfig(kind="framed", latent_scale=4.0)
-        video_cfg.latent_channels = space_to_depth_channels(video_cfg)
-        audio_cfg.latent_channels = framed_channels(audio_cfg)
+        video_cfg = dataclasses.replace(analytic_video_config(), latent_shift=0.5, latent_scale=4.0)  # frames 0..1 -> about +-2
+        audio_cfg = dataclasses.replace(analytic_audio_config(), latent_scale=4.0)
         config, tensors, path = AVDiTConfig(video_codec=video_cfg, audio_codec=audio_cfg), {}, "analytic codecs"
     else:
         path = Path(codecs) if codecs is not None else SHIPPED_CODECS
