@@ -1,6 +1,6 @@
 """One safetensors file per checkpoint: tensors under `denoiser.`, `video_codec.`, `audio_codec.`
-(and, in files written by training, `train.`: the raw weights behind the EMA `denoiser.`, for
-resuming), the full `AVDiTConfig` as JSON in the metadata, with a format version.
+(and `train.` in the `.resume.safetensors` file training writes beside a checkpoint: the raw
+weights behind the EMA `denoiser.`, for resuming), the full `AVDiTConfig` as JSON in the metadata, with a format version.
 
 Loading reads only safetensors (no pickle, ever) and refuses a bad file with a message that
 names the file and what is wrong with it.

@@ -86,7 +86,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--ema", type=float, default=0.999, help="EMA decay of the saved weights")
     parser.add_argument("--grad-checkpointing", action="store_true", help="recompute block activations in backward")
-    parser.add_argument("--resume", default=None, help="continue from this checkpoint (weights, EMA, optimizer step)")
+    parser.add_argument("--resume", default=None, help="continue from this checkpoint (EMA, step count, and the raw weights in its .resume.safetensors sibling)")
     parser.add_argument("--save-every", type=int, default=1000)
     parser.add_argument("--log", default=None, help="JSONL log file (default: OUTPUT with .jsonl)")
     parser.add_argument("--seed", type=int, default=0)
@@ -178,8 +178,11 @@ def run(args) -> int:
     ema = copy.deepcopy(model).requires_grad_(False)
     if resume_tensors is not None:
         load_state(ema, resume_tensors, "denoiser.", args.resume)
-        raw = "train." if any(k.startswith("train.") for k in resume_tensors) else "denoiser."
-        load_state(model, resume_tensors, raw, args.resume)
+        raw_file = resume_path(args.resume)
+        if raw_file.is_file():  # the raw weights behind the EMA; without them training restarts from the EMA
+            load_state(model, load_checkpoint(raw_file)[1], "train.", raw_file)
+        else:
+            load_state(model, resume_tensors, "denoiser.", args.resume)
     video, audio = encode_dataset(config, [c.to(device) for c in codecs], args.data, args.clips, device, args.cache)
     layout = Layout.from_config(config)
     if video.shape[2] != layout.video_latent_frames or audio.shape[2] != layout.audio_latent_frames:
@@ -237,18 +240,27 @@ def run(args) -> int:
     return 0
 
 
-def _checkpoint_tensors(model, ema, codec_tensors) -> dict:
-    """The saved denoiser is the EMA; the raw weights go under 'train.' so training can resume."""
+def resume_path(output: str | os.PathLike) -> Path:
+    """Where training keeps the raw (non-EMA) weights beside a checkpoint, for --resume."""
+    output = Path(output)
+    return output.with_name(output.stem + ".resume.safetensors")
+
+
+def _checkpoint_tensors(model, ema, codec_tensors) -> tuple[dict, dict]:
+    """(the checkpoint: EMA denoiser + codecs, the resume state: raw weights under 'train.').
+
+    They go to two files so the checkpoint a user loads or ships is no bigger than the model."""
     tensors = {f"denoiser.{k}": v for k, v in ema.state_dict().items()}
-    tensors.update({f"train.{k}": v for k, v in model.state_dict().items()})
     tensors.update(codec_tensors)
-    return tensors
+    return tensors, {f"train.{k}": v for k, v in model.state_dict().items()}
 
 
-def _save(args, config, tensors, step, seconds, world, loss) -> None:
+def _save(args, config, tensor_sets, step, seconds, world, loss) -> None:
+    tensors, resume_state = tensor_sets
     config = dataclasses.replace(config, training={
         **config.training, "steps": step, "data": args.data, "clips": args.clips, "strategy": args.strategy,
         "batch_per_process": args.batch, "processes": world, "lr": args.lr, "seconds": round(seconds, 1),
         "final_loss": loss, "device": args.device, "preset": args.preset,
     })
+    save_checkpoint(resume_path(args.output), config, resume_state)
     save_checkpoint(args.output, config, tensors)

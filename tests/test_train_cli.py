@@ -30,7 +30,9 @@ def test_train_writes_a_checkpoint_the_pipeline_loads_and_resumes(tmp_path):
     log = (tmp_path / "m.jsonl").read_text().splitlines()
     assert len(log) >= 1 and '"loss"' in log[0]
     _, tensors = load_checkpoint(out)
-    assert any(k.startswith("train.") for k in tensors)  # raw weights beside the EMA, for resuming
+    assert not any(k.startswith("train.") for k in tensors)  # the checkpoint holds the model only
+    _, resume_state = load_checkpoint(tmp_path / "m.resume.safetensors")  # raw weights beside it, for resuming
+    assert set(resume_state) == {k.replace("denoiser.", "train.", 1) for k in tensors if k.startswith("denoiser.")}
 
     resumed = tmp_path / "m2.safetensors"
     train(tmp_path, "--output", str(resumed), "--steps", "6", "--resume", str(out))
