@@ -252,6 +252,15 @@ def test_shipped_codecs_keep_toneshapes():
     assert SHIPPED_CODECS.stat().st_size < 8_000_000 and all(k.startswith(("video_codec.", "audio_codec.")) for k in tensors)
 
 
+def test_shipped_audio_codec_decodes_latents_far_out_of_range_to_finite_sound():
+    """A sampler can hand the decoder latents far outside what the codec saw; the sound stays finite."""
+    _, audio, _ = load_codecs()
+    wild = torch.randn(2, audio.config.latent_channels, 20, generator=torch.Generator().manual_seed(0)) * 40.0
+    with torch.no_grad():
+        decoded = audio.decode(wild)
+    assert decoded.shape == (2, 1, 20 * 320) and bool(torch.isfinite(decoded).all())
+
+
 def test_shipped_latents_are_about_unit_variance():
     video, audio, _ = load_codecs()
     from avdit.codecs.train import toneshapes_batch

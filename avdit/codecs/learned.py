@@ -260,5 +260,8 @@ class LearnedAudioCodec(AudioCodec):
     def _decode_raw(self, raw: torch.Tensor) -> torch.Tensor:
         b, channels = raw.shape[0], self.config.channels
         log_magnitude = self.decode_log_magnitude(raw)  # (B, C*bins, T)
-        magnitude = (log_magnitude.float().exp() - self.eps).clamp_min(0.0).reshape(b * channels, -1, raw.shape[-1])
+        # Capped at the magnitude of a sine of amplitude 4 (n_fft / 4 * 4): a latent far outside
+        # what the codec was trained on gives a loud frame, never an infinite one.
+        log_magnitude = log_magnitude.float().clamp(max=math.log(self.n_fft))
+        magnitude = (log_magnitude.exp() - self.eps).clamp_min(0.0).reshape(b * channels, -1, raw.shape[-1])
         return self.griffin_lim(magnitude).reshape(b, channels, -1).to(raw.dtype)  # (B, C, T*hop)
