@@ -87,6 +87,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--ema", type=float, default=0.999, help="EMA decay of the saved weights")
     parser.add_argument("--grad-checkpointing", action="store_true", help="recompute block activations in backward")
     parser.add_argument("--resume", default=None, help="continue from this checkpoint (EMA, step count, and the raw weights in its .resume.safetensors sibling)")
+    parser.add_argument("--save-dtype", default="float32", choices=["float32", "bfloat16"], help="dtype of the saved (EMA) denoiser weights; bfloat16 halves the file (the resume state stays float32)")
     parser.add_argument("--save-every", type=int, default=1000)
     parser.add_argument("--log", default=None, help="JSONL log file (default: OUTPUT with .jsonl)")
     parser.add_argument("--seed", type=int, default=0)
@@ -200,7 +201,7 @@ def run(args) -> int:
     index_gen = torch.Generator().manual_seed(args.seed * 1000 + rank)
     log_path = Path(args.log or Path(args.output).with_suffix(".jsonl"))
     started = time.time()
-    tensors_of = lambda: _checkpoint_tensors(model, ema, codec_tensors)
+    tensors_of = lambda: _checkpoint_tensors(model, ema, codec_tensors, getattr(torch, args.save_dtype))
     step = start_step
     loss_avg = None
     for step in range(start_step, args.steps):
@@ -246,11 +247,11 @@ def resume_path(output: str | os.PathLike) -> Path:
     return output.with_name(output.stem + ".resume.safetensors")
 
 
-def _checkpoint_tensors(model, ema, codec_tensors) -> tuple[dict, dict]:
+def _checkpoint_tensors(model, ema, codec_tensors, dtype: torch.dtype = torch.float32) -> tuple[dict, dict]:
     """(the checkpoint: EMA denoiser + codecs, the resume state: raw weights under 'train.').
 
     They go to two files so the checkpoint a user loads or ships is no bigger than the model."""
-    tensors = {f"denoiser.{k}": v for k, v in ema.state_dict().items()}
+    tensors = {f"denoiser.{k}": v.to(dtype) if v.is_floating_point() else v for k, v in ema.state_dict().items()}
     tensors.update(codec_tensors)
     return tensors, {f"train.{k}": v for k, v in model.state_dict().items()}
 
@@ -260,7 +261,7 @@ def _save(args, config, tensor_sets, step, seconds, world, loss) -> None:
     config = dataclasses.replace(config, training={
         **config.training, "steps": step, "data": args.data, "clips": args.clips, "strategy": args.strategy,
         "batch_per_process": args.batch, "processes": world, "lr": args.lr, "seconds": round(seconds, 1),
-        "final_loss": loss, "device": args.device, "preset": args.preset,
+        "final_loss": loss, "device": args.device, "preset": args.preset, "save_dtype": args.save_dtype,
     })
     save_checkpoint(resume_path(args.output), config, resume_state)
     save_checkpoint(args.output, config, tensors)

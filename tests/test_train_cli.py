@@ -39,6 +39,23 @@ def test_train_writes_a_checkpoint_the_pipeline_loads_and_resumes(tmp_path):
     assert read_config(resumed).training["steps"] == 6
 
 
+def test_bfloat16_save_halves_the_denoiser_and_still_loads(tmp_path):
+    import torch
+
+    full, half = tmp_path / "full.safetensors", tmp_path / "half.safetensors"
+    train(tmp_path, "--output", str(full), "--steps", "2")
+    train(tmp_path, "--output", str(half), "--steps", "2", "--save-dtype", "bfloat16")
+    (_, a), (_, b) = load_checkpoint(full), load_checkpoint(half)
+    denoiser = [k for k in a if k.startswith("denoiser.")]
+    assert all(a[k].dtype == torch.float32 and b[k].dtype == torch.bfloat16 for k in denoiser)
+    assert all(torch.equal(a[k].to(torch.bfloat16), b[k]) for k in denoiser)  # same seed, same training, rounded
+    assert read_config(half).training["save_dtype"] == "bfloat16"
+    pipe = AVDiTPipeline.load(half)  # loads into the float32 model
+    assert next(pipe.denoiser.parameters()).dtype == torch.float32
+    _, raw = load_checkpoint(tmp_path / "half.resume.safetensors")
+    assert all(v.dtype == torch.float32 for v in raw.values())  # resuming keeps full precision
+
+
 def test_two_processes_under_torchrun(tmp_path):
     out = tmp_path / "ddp.safetensors"
     train(tmp_path, "--output", str(out), "--steps", "3",
