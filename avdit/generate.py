@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from avdit import media
@@ -35,6 +36,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--scheduler", default="simple", choices=SCHEDULERS)
     parser.add_argument("--video-guidance", type=float, default=1.0, help="guidance scale for video (1 = off)")
     parser.add_argument("--audio-guidance", type=float, default=1.0, help="guidance scale for audio (1 = off)")
+    parser.add_argument("--sheet", default=None, metavar="PICTURE.png",
+                        help="also write a picture: the input's and the output's frames over their waveforms, given parts grey, generated orange")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -75,6 +78,8 @@ def run(args) -> int:
     from avdit.pipeline import AVDiTPipeline
 
     try:
+        if args.sheet is not None and not args.sheet.lower().endswith(".png"):
+            raise ValueError(f"--sheet {args.sheet!r}: give a file name ending in .png")
         keep = [parse_span(k) for k in args.keep] if args.keep else None
         source = media.decode(args.input, video="optional", audio="optional") if args.input else example_clip()
         if args.duration is not None and not args.duration > 0:
@@ -102,4 +107,25 @@ def run(args) -> int:
     path = media.write_mp4(args.output, frames, pipe.native_fps, waveform, pipe.native_sample_rate,
                            metadata={"comment": "made with avdit generate", "avdit": json.dumps(settings)})
     print(f"\nwrote {Path(path)}", file=sys.stderr)
+    if args.sheet:
+        print(f"wrote {write_sheet(args.sheet, pipe, source, frames, waveform, given)}", file=sys.stderr)
     return 0
+
+
+def write_sheet(path, pipe, source: media.Media, frames: torch.Tensor, waveform: torch.Tensor,
+                given: dict[str, list[tuple[float, float]]]) -> Path:
+    """The --sheet picture: the input (conformed to the output's rate, size and length) over the output."""
+    from avdit.sheet import contact_sheet, write_png
+
+    fps, rate = pipe.native_fps, pipe.native_sample_rate
+    count, samples = frames.shape[0], waveform.shape[1]
+    times = (torch.arange(count).numpy() + 0.5) / fps
+    marks = [np.array([any(a <= t < b for a, b in given.get(m, [])) for t in times]) for m in ("video", "audio")]
+    in_frames, in_wave = torch.zeros_like(frames), torch.zeros_like(waveform)
+    if source.frames is not None:
+        native = media.conform_video(source.frames, source.fps, fps, size=tuple(frames.shape[1:3]))[:count]
+        in_frames[: native.shape[0]] = native
+    if source.waveform is not None:
+        native = media.conform_audio(source.waveform, source.sample_rate, rate, waveform.shape[0])[:, :samples]
+        in_wave[:, : native.shape[1]] = native
+    return write_png(path, contact_sheet([(in_frames, in_wave, *marks), (frames, waveform, *marks)]))

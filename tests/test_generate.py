@@ -69,3 +69,28 @@ def test_bad_keep_span_is_refused(setup):
                              "--keep", "2-1", "--output", str(folder / "never.mp4")], capture_output=True, text=True)
     assert result.returncode == 2 and "--keep '2-1': expected 0 <= START < END seconds" in result.stderr
     assert not (folder / "never.mp4").exists()
+
+
+def test_sheet_shows_input_and_output_with_given_frames_marked(setup):
+    folder, checkpoint, _ = setup
+    sheet = folder / "continue.png"
+    run_generate(folder, checkpoint, "--task", "continue", "--input", str(folder / "input.mp4"), "--sheet", str(sheet))
+    with av.open(str(sheet)) as container:
+        image = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    # two bands (input, output) of 64 px frames + 4 px bar + 64 px waveform, 8 px apart; 17 frames of 64 px
+    assert image.shape == (2 * (64 + 4 + 64) + 8, 17 * 64, 3)
+    for top in (0, 64 + 4 + 64 + 8):
+        bar = image[top + 64 + 1]  # a row of the bar under the frames
+        # continue keeps 0..0.625 s: frames 0..4 (midpoints < 0.625 s) grey, 5..16 orange
+        assert (bar[: 5 * 64] == [150, 150, 150]).all() and (bar[5 * 64:] == [255, 150, 40]).all()
+        wave = image[top + 68: top + 132]
+        assert (wave[:, : 5 * 64] == [255, 150, 40]).all(-1).sum() == 0  # the given audio is drawn grey
+        assert (wave[:, : 5 * 64] == [150, 150, 150]).all(-1).any(0).all()  # every column has its trace
+
+
+def test_sheet_name_must_be_png(setup):
+    folder, checkpoint, _ = setup
+    result = subprocess.run([sys.executable, "-m", "avdit", "generate", "--checkpoint", str(checkpoint),
+                             "--sheet", str(folder / "pic.jpg"), "--output", str(folder / "never2.mp4")], capture_output=True, text=True)
+    assert result.returncode == 2 and "--sheet" in result.stderr and "ending in .png" in result.stderr
+    assert not (folder / "never2.mp4").exists()
