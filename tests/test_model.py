@@ -74,7 +74,7 @@ def test_presets_have_the_documented_sizes():
     small = AVDiT(AVDiTConfig(model=model_config("small")))
     params = sum(p.numel() for p in small.parameters())
     assert 10e6 <= params <= 30e6
-    assert set(PRESETS) == {"tiny", "demo", "small", "paper"}
+    assert set(PRESETS) == {"tiny", "mini", "demo", "small", "paper"}
     with pytest.raises(ValueError, match="model preset is 'huge'; expected one of"):
         model_config("huge")
 

@@ -1,0 +1,81 @@
+"""`python -m avdit eval`: the scores behave as documented, and a tiny run writes the whole report."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from avdit.codecs.train import HELD_OUT_SEED, toneshapes_batch
+from avdit.evaluate import agreement_score, continuity_score, frame_features, frechet_distance
+
+
+@pytest.fixture(scope="module")
+def real():
+    video, audio = toneshapes_batch(range(HELD_OUT_SEED + 7000, HELD_OUT_SEED + 7024))
+    return video.numpy(), audio[:, 0].numpy()
+
+
+def test_frechet_distance_is_zero_for_one_set_and_the_squared_shift_for_a_moved_one():
+    rows = np.random.default_rng(0).normal(size=(500, 4)) @ np.diag([1.0, 2.0, 0.5, 1.5])
+    rows -= rows.mean(0)
+    assert frechet_distance(rows, rows) == pytest.approx(0.0, abs=1e-6)
+    moved = rows + np.array([3.0, 0.0, -4.0, 0.0])
+    assert frechet_distance(moved, rows) == pytest.approx(25.0, rel=1e-6)
+    # twice the spread, same (zero) mean: tr(4C) + tr(C) - 2 tr(2C) = tr(C)
+    assert frechet_distance(2 * rows, rows) == pytest.approx(np.trace(np.cov(rows, rowvar=False)), rel=1e-6)
+
+
+def test_real_clips_agree_and_shuffled_ones_do_not(real):
+    video, audio = real
+    assert agreement_score(video, audio)["agreement"] == pytest.approx(1.0)
+    shuffled = agreement_score(video, np.roll(audio, 1, axis=0))
+    assert shuffled["pitch"] < 0.25 and shuffled["agreement"] < 0.75
+
+
+def test_a_clip_continued_by_itself_is_continuous_and_a_swapped_tail_is_not(real):
+    video, audio = real
+    given = np.arange(17) < 9
+    whole = continuity_score(video, audio, given, given)
+    assert whole["colour_kept"] == 1.0 and whole["timbre_kept"] == 1.0 and whole["no_jump"] >= 0.9
+    # the tail of each clip replaced by another clip's: colours and timbres change in about 2 of 3
+    spliced_v, spliced_a = video.copy(), audio.copy()
+    spliced_v[:, 9:] = np.roll(video, 1, axis=0)[:, 9:]
+    spliced_a[:, 9 * 2000:] = np.roll(audio, 1, axis=0)[:, 9 * 2000:]
+    swapped = continuity_score(spliced_v, spliced_a, given, given)
+    assert swapped["colour_kept"] < 0.7 and swapped["timbre_kept"] < 0.7 and swapped["no_jump"] < 0.7
+
+
+def test_features_are_per_frame_with_their_change(real):
+    video, audio = real
+    features = frame_features(video, audio)
+    assert features.shape == (24, 17, 26)
+    assert (features[:, 0, 13:] == 0).all()  # no change on the first frame
+    assert np.allclose(features[:, 1:, 13:], np.diff(features[:, :, :13], axis=1))
+
+
+def test_eval_trains_every_strategy_and_writes_the_report(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "RESULTS.md"
+    cmd = [sys.executable, "-m", "avdit", "eval", "--output", str(out), "--workdir", str(tmp_path / "models"),
+           "--preset", "tiny", "--train-steps", "2", "--batch", "2", "--clips", "8", "--cache", str(tmp_path / "cache.safetensors"),
+           "--eval-clips", "3", "--reference-clips", "4", "--steps", "2"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = out.read_text()
+    data = json.loads((tmp_path / "RESULTS.json").read_text())
+    strategies = ["monl", "vanilla", "per_modality", "per_segment", "per_modality_segment",
+                  "task:a2v", "task:v2a", "task:continue", "task:inpaint"]
+    assert data["strategies"] == strategies
+    for strategy in strategies[:5]:
+        assert set(data["results"][strategy]) == {"joint", "a2v", "v2a", "continue", "inpaint"}
+    assert set(data["results"]["task:inpaint"]) == {"inpaint"}
+    assert {"continuity", "colour_kept", "no_jump"} <= set(data["results"]["monl"]["continue"])
+    assert "continuity" not in data["results"]["monl"]["a2v"]
+    assert data["references"]["real clips"]["agreement"] == pytest.approx(1.0)
+    assert "| MoNL (ours) |" in text and "| task-specific: a2v |" in text and "--train-steps 2" in text
+    assert "![Agreement and FD per task](results.png)" in text
+    with open(tmp_path / "results.png", "rb") as png:
+        assert png.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.suffix for p in (tmp_path / "models").iterdir() if p.suffix == ".safetensors") == [".safetensors"] * 9
+    assert not any(p.name.endswith(".resume.safetensors") for p in (tmp_path / "models").iterdir())
