@@ -8,7 +8,8 @@ Each model then does each task on the same held-out ToneShapes clips (seeds from
 `avdit.data` scores what comes out:
 
 - **agreement**: how well the clip's audio matches its video by the ToneShapes rules, the mean
-  of the scorer's pitch, level, timbre and presence fractions (1 = every frame agrees);
+  of the scorer's pitch, level, timbre and presence fractions (1 = every frame agrees), over the
+  frames the task generates (continue: after the given part; inpaint: the middle);
 - **continuity** (tasks with a given time span: continue, inpaint): the generated frames keep the
   given part's colour and timbre and the disc does not jump at a given/generated boundary (mean of
   the three fractions);
@@ -147,7 +148,7 @@ def train_model(strategy: str, args, workdir: Path) -> Path:
 
         done = read_config(path).training
         if done.get("steps") == args.train_steps and done.get("preset") == args.preset and done.get("strategy") == strategy:
-            print(f"eval: {strategy}: using {path}", file=sys.stderr)
+            print(f"eval: {strategy}: using {path} (trained in {done.get('seconds', 0):.0f} s)", file=sys.stderr)
             return path
     parser = argparse.ArgumentParser()
     train.add_arguments(parser)
@@ -192,6 +193,7 @@ def given_frames(task: str, layout) -> tuple[np.ndarray, np.ndarray]:
 
 
 def evaluate(args) -> dict:
+    from avdit.checkpoint import read_config
     from avdit.pipeline import AVDiTPipeline
 
     workdir = Path(args.workdir)
@@ -199,7 +201,9 @@ def evaluate(args) -> dict:
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     started = time.time()
     models = {s: train_model(s, args, workdir) for s in strategies}
-    train_seconds = time.time() - started
+    trained_here = time.time() - started
+    # as each model's checkpoint records it, so models trained by an earlier run are counted too
+    train_seconds = sum(float(read_config(path).training.get("seconds", 0.0)) for path in models.values())
 
     eval_seeds = range(HELD_OUT_SEED + 5000, HELD_OUT_SEED + 5000 + args.eval_clips)
     reference_seeds = range(HELD_OUT_SEED + 10000, HELD_OUT_SEED + 10000 + args.reference_clips)
@@ -231,12 +235,17 @@ def evaluate(args) -> dict:
             results.setdefault(strategy, {})[task] = _scores(video, audio, reference, task, layout)
             print(f"eval: {strategy:>22} {task:>8}  {results[strategy][task]}  {time.time() - t0:.0f} s", file=sys.stderr)
     return {"results": results, "references": rows, "train_seconds": round(train_seconds, 1),
-            "seconds": round(time.time() - started, 1), "settings": {k: v for k, v in vars(args).items()},
+            "seconds": round(time.time() - started + train_seconds - trained_here, 1), "settings": {k: v for k, v in vars(args).items()},
             "tasks": list(TASKS), "strategies": strategies, "task_seconds": TASK_SECONDS}
 
 
 def _scores(video: np.ndarray, audio: np.ndarray, reference: np.ndarray, task: str | None, layout) -> dict:
-    scores = agreement_score(video, audio)
+    # agreement over the frames the task generates (in either modality): given frames agree by construction
+    given_video, given_audio = given_frames(task, layout) if task else (np.zeros(video.shape[1], bool),) * 2
+    made = np.flatnonzero(~(given_video & given_audio))
+    first, last = int(made.min()), int(made.max()) + 1
+    per_frame = audio.shape[-1] // video.shape[1]
+    scores = agreement_score(video[:, first:last], audio[:, first * per_frame:last * per_frame])
     scores["fd"] = frechet_distance(frame_features(video, audio).reshape(-1, 26), reference)
     if task in TASK_SECONDS:
         scores.update(continuity_score(video, audio, *given_frames(task, layout)))
@@ -269,7 +278,7 @@ def report(data: dict, command: str) -> str:
         "# Results: the paper's Table 1 at our scale", "",
         "Made by `python -m avdit eval` (see `avdit/evaluate.py` for what each number is):", "",
         f"    {command}", "",
-        f"Wall time {data['seconds'] / 60:.1f} min ({data['train_seconds'] / 60:.1f} min training), "
+        f"Wall time {data['seconds'] / 60:.1f} min ({data['train_seconds'] / 60:.1f} min of it training, as the checkpoints record it), "
         f"on {data.get('hardware', 'this machine')}. Every model: preset `{data['settings']['preset']}`, "
         f"{data['settings']['train_steps']} steps of batch {data['settings']['batch']}, lr {data['settings']['lr']}, "
         f"the same {data['settings']['clips']} cached ToneShapes clips and seed. "

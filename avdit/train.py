@@ -200,6 +200,8 @@ def run(args) -> int:
     generator = torch.Generator(device=device).manual_seed(args.seed * 1000 + rank)
     index_gen = torch.Generator().manual_seed(args.seed * 1000 + rank)
     log_path = Path(args.log or Path(args.output).with_suffix(".jsonl"))
+    if rank == 0 and not args.resume:
+        log_path.unlink(missing_ok=True)  # a fresh run starts a fresh log; --resume appends to it
     started = time.time()
     tensors_of = lambda: _checkpoint_tensors(model, ema, codec_tensors, getattr(torch, args.save_dtype))
     step = start_step

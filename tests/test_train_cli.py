@@ -1,4 +1,5 @@
 """`python -m avdit train`: writes a loadable checkpoint, resumes, and runs under torchrun (gloo)."""
+import json
 import os
 import subprocess
 import sys
@@ -35,8 +36,13 @@ def test_train_writes_a_checkpoint_the_pipeline_loads_and_resumes(tmp_path):
     assert set(resume_state) == {k.replace("denoiser.", "train.", 1) for k in tensors if k.startswith("denoiser.")}
 
     resumed = tmp_path / "m2.safetensors"
-    train(tmp_path, "--output", str(resumed), "--steps", "6", "--resume", str(out))
+    train(tmp_path, "--output", str(resumed), "--steps", "6", "--resume", str(out), "--log", str(tmp_path / "m.jsonl"))
     assert read_config(resumed).training["steps"] == 6
+    steps = [json.loads(line)["step"] for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert steps == [1, 4, 6]  # --resume appends to the log (a line every 10 steps and at the last one)
+
+    train(tmp_path, "--output", str(out), "--steps", "2")  # a fresh run over the same output starts a fresh log
+    assert [json.loads(line)["step"] for line in (tmp_path / "m.jsonl").read_text().splitlines()] == [1, 2]
 
 
 def test_bfloat16_save_halves_the_denoiser_and_still_loads(tmp_path):
