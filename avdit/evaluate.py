@@ -62,6 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference-clips", type=int, default=256, help="held-out real clips the FD compares against")
     parser.add_argument("--steps", type=int, default=20, help="sampling steps")
     parser.add_argument("--sampler", default="euler")
+    parser.add_argument("--guidance", type=float, default=1.0, help="video and audio guidance scale of every model (1 = off)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--retrain", action="store_true", help="train again even where the workdir has a finished model")
 
@@ -173,7 +174,8 @@ def run_task(pipe, task: str, video_latent, audio_latent, layout, args) -> tuple
     nothing_missing = NoiseLevelMask(torch.zeros(layout.video_latent_frames), torch.zeros(layout.audio_latent_frames))
     latent = AVLatent(video_latent, audio_latent, layout, nothing_missing,
                       mask=task_mask(task, layout, **TASK_SECONDS.get(task, {})))
-    out = pipe.sample(latent, steps=args.steps, sampler=args.sampler, seed=args.seed)
+    out = pipe.sample(latent, steps=args.steps, sampler=args.sampler, seed=args.seed,
+                      video_guidance=args.guidance, audio_guidance=args.guidance)
     video, audio, _, _ = pipe.decode(out)
     return video.clamp(0, 1).numpy(), audio[:, 0].numpy()
 
@@ -283,7 +285,7 @@ def report(data: dict, command: str) -> str:
         f"{data['settings']['train_steps']} steps of batch {data['settings']['batch']}, lr {data['settings']['lr']}, "
         f"the same {data['settings']['clips']} cached ToneShapes clips and seed. "
         f"Each cell: {data['settings']['eval_clips']} held-out clips, {data['settings']['sampler']} with "
-        f"{data['settings']['steps']} steps, no guidance. Continue gives the first 1.125 s; inpaint gives all but "
+        f"{data['settings']['steps']} steps, video and audio guidance {data['settings']['guidance']:g} (1 = off). Continue gives the first 1.125 s; inpaint gives all but "
         "0.625..1.625 s; a2v gives the audio, v2a the video, joint nothing.", "",
     ]
     for metric, title, better in (("agreement", "A/V agreement (mean of pitch, level, timbre, presence)", "higher"),
