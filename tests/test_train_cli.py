@@ -92,3 +92,38 @@ def test_train_on_a_folder_of_your_own_videos(tmp_path):
     assert read_config(out).training["data"] == str(folder)
     from safetensors.torch import load_file
     assert load_file(tmp_path / "latents.safetensors")["video"].shape[0] == 4
+
+
+def test_codecs_and_denoiser_train_on_a_folder_of_your_own_videos(tmp_path):
+    import torch
+
+    from avdit import media
+    from avdit.codecs import load_codecs
+    from avdit.data import generate_clip
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for seed in (3, 4):  # two 2.125 s clips per file: 4 clips, 3 to train, 1 held out
+        clip = generate_clip(seed, frames=34)
+        media.write_mp4(folder / f"clip{seed}.mp4", torch.from_numpy(clip.video), 8, torch.from_numpy(clip.audio)[None], 16000)
+    codecs = tmp_path / "my_codecs.safetensors"
+    result = subprocess.run([sys.executable, "-m", "avdit", "train-codec", "--data", str(folder), "--steps", "2", "--batch", "2",
+                             "--audio-batch", "2", "--output", str(codecs)], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    video, audio, config = load_codecs(codecs)
+    report = config.training["codecs"]
+    assert report["data"] == f"4 clips of 2.125 s from {folder}: 3 to train, 1 held out to score"
+    assert report["video"]["steps"] == 2 and report["audio"]["steps"] == 2
+    out = tmp_path / "mine.safetensors"  # and the denoiser trains on those codecs' latents of the same folder
+    train(tmp_path, "--output", str(out), "--steps", "2", "--data", str(folder), "--codecs", str(codecs),
+          "--cache", str(tmp_path / "mine-latents.safetensors"))
+    pipe = AVDiTPipeline.load(out)
+    assert pipe.config.video_codec.kind == "learned" and pipe.config.training["data"] == str(folder)
+
+
+def test_codec_training_refuses_a_folder_without_videos(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = subprocess.run([sys.executable, "-m", "avdit", "train-codec", "--data", str(tmp_path / "empty"), "--steps", "1",
+                             "--output", str(tmp_path / "c.safetensors")], cwd=tmp_path, env=ENV, capture_output=True, text=True)
+    assert result.returncode == 2 and f"--data {tmp_path / 'empty'}" in result.stdout and "no usable video clips" in result.stdout
+    assert not (tmp_path / "c.safetensors").exists()

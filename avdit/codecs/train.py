@@ -60,6 +60,51 @@ def toneshapes_batch(seeds, frames: int = 17) -> tuple[torch.Tensor, torch.Tenso
     return torch.from_numpy(clips.video), torch.from_numpy(clips.audio)[:, None]
 
 
+class Clips:
+    """Where training, statistics and score clips come from: ToneShapes, or a folder of videos.
+
+    ToneShapes: fresh seeds below HELD_OUT_SEED to train, STATISTICS_SEED.. for the latent scale,
+    HELD_OUT_SEED.. to score. A folder: its 2.125 s clips (`avdit.data.VideoFolderDataset`), the
+    last tenth (at least one, when there are two or more) held out to score, the rest to train."""
+
+    def __init__(self, data: str = "toneshapes"):
+        self.data = data
+        self.folder = None
+        if data != "toneshapes":
+            from avdit.data import VideoFolderDataset
+
+            self.folder = VideoFolderDataset(data)  # 17 frames at 8 fps, 64 x 64, 16 kHz mono: the codecs' shape
+            held = len(self.folder) // 10 or (1 if len(self.folder) > 1 else 0)
+            self.train_count = len(self.folder) - held
+            self.held_out = list(range(self.train_count, len(self.folder))) or [0]
+
+    def _folder_batch(self, indices, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        items = [self.folder[int(i)] for i in indices]
+        return torch.stack([it["video"][:frames] for it in items]), torch.stack([it["audio"] for it in items])
+
+    def train(self, rng, count: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.folder is None:
+            return toneshapes_batch(rng.integers(0, HELD_OUT_SEED, count), frames)
+        return self._folder_batch(rng.integers(0, self.train_count, count), frames)
+
+    def statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.folder is None:
+            return toneshapes_batch(range(STATISTICS_SEED, STATISTICS_SEED + 64), 17)
+        return self._folder_batch(range(min(64, self.train_count)), 17)
+
+    def scores(self, clips: int = EVAL_CLIPS) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.folder is None:
+            return toneshapes_batch(range(HELD_OUT_SEED, HELD_OUT_SEED + clips), 17)
+        return self._folder_batch(self.held_out[:clips], 17)
+
+    def describe(self) -> str:
+        if self.folder is None:
+            return (f"ToneShapes v1, fresh seeds < {HELD_OUT_SEED} each step; scores on seeds "
+                    f"{HELD_OUT_SEED}..{HELD_OUT_SEED + EVAL_CLIPS - 1}")
+        return (f"{len(self.folder)} clips of 2.125 s from {self.data}: {self.train_count} to train, "
+                f"{len(self.held_out)} held out to score")
+
+
 # Losses -------------------------------------------------------------------------------------------
 
 
@@ -96,9 +141,10 @@ def spectrum_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor
 
 
 @torch.no_grad()
-def evaluate_video(codec: VideoCodec, clips: int = EVAL_CLIPS, frames: int = 17) -> float:
-    """PSNR (dB) of `clips` held-out ToneShapes clips through the codec."""
-    video, _ = toneshapes_batch(range(HELD_OUT_SEED, HELD_OUT_SEED + clips), frames)
+def evaluate_video(codec: VideoCodec, clips: int = EVAL_CLIPS, frames: int = 17, video: torch.Tensor | None = None) -> float:
+    """PSNR (dB) through the codec of `video` (B, F, H, W, 3), default `clips` held-out ToneShapes clips."""
+    if video is None:
+        video, _ = toneshapes_batch(range(HELD_OUT_SEED, HELD_OUT_SEED + clips), frames)
     recon = torch.cat([codec.decode(codec.encode(v))[:, :frames] for v in video.split(8)])
     return video_psnr(video, recon)
 
@@ -131,9 +177,10 @@ def tone_agreement(original, reconstructed) -> dict:
 
 
 @torch.no_grad()
-def evaluate_audio(codec: AudioCodec, clips: int = EVAL_CLIPS, frames: int = 17) -> dict:
-    """Scorer agreement before vs after the codec on `clips` held-out ToneShapes clips."""
-    _, audio = toneshapes_batch(range(HELD_OUT_SEED, HELD_OUT_SEED + clips), frames)
+def evaluate_audio(codec: AudioCodec, clips: int = EVAL_CLIPS, frames: int = 17, audio: torch.Tensor | None = None) -> dict:
+    """Scorer agreement before vs after the codec on `audio` (B, 1, S), default `clips` held-out ToneShapes clips."""
+    if audio is None:
+        _, audio = toneshapes_batch(range(HELD_OUT_SEED, HELD_OUT_SEED + clips), frames)
     recon = torch.cat([codec.decode(codec.encode(a))[..., : audio.shape[-1]] for a in audio.split(8)])
     return tone_agreement(audio[:, 0], recon[:, 0])
 
@@ -195,12 +242,12 @@ def _round_weights(codec: torch.nn.Module, dtype: torch.dtype) -> None:
             p.copy_(p.to(dtype))
 
 
-def train_video(args: argparse.Namespace, seconds: float) -> tuple[VideoCodec, dict]:
+def train_video(args: argparse.Namespace, seconds: float, clips: Clips) -> tuple[VideoCodec, dict]:
     torch.manual_seed(args.seed)
     codec = build_video_codec(learned_video_config(args.video_latent_channels))
 
     def batch_of(rng):
-        return toneshapes_batch(rng.integers(0, HELD_OUT_SEED, args.batch), args.video_frames)[0]
+        return clips.train(rng, args.batch, args.video_frames)[0]
 
     def loss_of(codec, video):
         raw = codec._encode_raw(video)
@@ -209,21 +256,20 @@ def train_video(args: argparse.Namespace, seconds: float) -> tuple[VideoCodec, d
     start, cpu = time.monotonic(), time.process_time()
     steps = _train("video", codec, loss_of, batch_of, args, seconds)
     _round_weights(codec, args.weights_dtype)
-    video, _ = toneshapes_batch(range(STATISTICS_SEED, STATISTICS_SEED + 64), 17)
-    _normalise_latents(codec, video)
+    _normalise_latents(codec, clips.statistics()[0])
     report = {"steps": steps, "batch": args.batch, "seconds": round(time.monotonic() - start),
               "cpu_seconds": round(time.process_time() - cpu),
-              "heldout_psnr_db": round(evaluate_video(codec), 2)}
+              "heldout_psnr_db": round(evaluate_video(codec, video=clips.scores()[0]), 2)}
     print(f"video: {steps} steps, held-out PSNR {report['heldout_psnr_db']} dB", flush=True)
     return codec, report
 
 
-def train_audio(args: argparse.Namespace, seconds: float) -> tuple[AudioCodec, dict]:
+def train_audio(args: argparse.Namespace, seconds: float, clips: Clips) -> tuple[AudioCodec, dict]:
     torch.manual_seed(args.seed + 1)
     codec = build_audio_codec(learned_audio_config(args.audio_latent_channels))
 
     def batch_of(rng):
-        _, audio = toneshapes_batch(rng.integers(0, HELD_OUT_SEED, args.audio_batch), 17)
+        _, audio = clips.train(rng, args.audio_batch, 17)
         with torch.no_grad():
             return codec.log_magnitude(audio)  # (B, bins, T): the spectra are the training target
 
@@ -233,9 +279,8 @@ def train_audio(args: argparse.Namespace, seconds: float) -> tuple[AudioCodec, d
     start, cpu = time.monotonic(), time.process_time()
     steps = _train("audio", codec, loss_of, batch_of, args, seconds)
     _round_weights(codec, args.weights_dtype)
-    _, audio = toneshapes_batch(range(STATISTICS_SEED, STATISTICS_SEED + 64), 17)
-    _normalise_latents(codec, audio)
-    agreement = evaluate_audio(codec)
+    _normalise_latents(codec, clips.statistics()[1])
+    agreement = evaluate_audio(codec, audio=clips.scores()[1])
     report = {"steps": steps, "batch": args.audio_batch, "seconds": round(time.monotonic() - start),
               "cpu_seconds": round(time.process_time() - cpu),
               "heldout_agreement": {k: round(v, 4) for k, v in agreement.items()}}
@@ -249,6 +294,9 @@ def train_audio(args: argparse.Namespace, seconds: float) -> tuple[AudioCodec, d
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--which", choices=("both", "video", "audio"), default="both",
                         help="train both codecs, or one (the other is copied from --base)")
+    parser.add_argument("--data", default="toneshapes",
+                        help="'toneshapes' or a folder of your own videos with sound (cut into 2.125 s clips at 8 fps, "
+                             "64 x 64, 16 kHz mono; the last tenth held out for the scores)")
     parser.add_argument("--base", default=None,
                         help="checkpoint to take the untrained codec from with --which video|audio "
                              "(default: the shipped codecs)")
@@ -290,18 +338,22 @@ def run(args: argparse.Namespace) -> int:
             return 2
         config = replace(base_config)
         report = dict(base_config.training.get("codecs", {}))
+    try:
+        clips = Clips(args.data)
+    except ValueError as exc:
+        print(f"train-codec: --data {args.data}: {exc}", flush=True)
+        return 2
     report.update({
-        "data": f"ToneShapes v1, fresh seeds < {HELD_OUT_SEED} each step; scores on seeds "
-                f"{HELD_OUT_SEED}..{HELD_OUT_SEED + EVAL_CLIPS - 1}",
+        "data": clips.describe(),
         "hardware": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "lr": args.lr, "seed": args.seed,
     })
     if args.which in ("both", "video"):
-        video, report["video"] = train_video(args, seconds * (args.video_share if args.which == "both" else 1.0))
+        video, report["video"] = train_video(args, seconds * (args.video_share if args.which == "both" else 1.0), clips)
     else:
         video = base_video
     if args.which in ("both", "audio"):
-        audio, report["audio"] = train_audio(args, seconds * (1 - args.video_share if args.which == "both" else 1.0))
+        audio, report["audio"] = train_audio(args, seconds * (1 - args.video_share if args.which == "both" else 1.0), clips)
     else:
         audio = base_audio
     config.video_codec, config.audio_codec = video.config, audio.config
