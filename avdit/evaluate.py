@@ -51,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default="docs/RESULTS.md", help="Markdown report to write (the JSON and PNG go beside it)")
     parser.add_argument("--workdir", default=os.path.join(Path.home(), ".cache", "avdit", "eval"), help="where the trained models go")
     parser.add_argument("--strategies", default=",".join(GENERAL + tuple(SPECIFIC.values())), help="comma-separated strategies to train and score")
+    parser.add_argument("--checkpoint", action="append", default=None, metavar="PATH",
+                        help="score these trained checkpoints on every task instead of training the strategies (repeatable)")
     parser.add_argument("--preset", default="mini", help="model size preset of every model")
     parser.add_argument("--train-steps", type=int, default=800, help="training steps of every model")
     parser.add_argument("--batch", type=int, default=32)
@@ -199,13 +201,17 @@ def evaluate(args) -> dict:
     from avdit.pipeline import AVDiTPipeline
 
     workdir = Path(args.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     started = time.time()
-    models = {s: train_model(s, args, workdir) for s in strategies}
+    if args.checkpoint:
+        models = {str(path): Path(path) for path in args.checkpoint}
+        strategies = list(models)
+    else:
+        strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+        workdir.mkdir(parents=True, exist_ok=True)
+        models = {s: train_model(s, args, workdir) for s in strategies}
     trained_here = time.time() - started
     # as each model's checkpoint records it, so models trained by an earlier run are counted too
-    train_seconds = sum(float(read_config(path).training.get("seconds", 0.0)) for path in models.values())
+    train_seconds = 0.0 if args.checkpoint else sum(float(read_config(path).training.get("seconds", 0.0)) for path in models.values())
 
     eval_seeds = range(HELD_OUT_SEED + 5000, HELD_OUT_SEED + 5000 + args.eval_clips)
     reference_seeds = range(HELD_OUT_SEED + 10000, HELD_OUT_SEED + 10000 + args.reference_clips)
@@ -230,7 +236,7 @@ def evaluate(args) -> dict:
     results = {}
     for strategy in strategies:
         pipe = AVDiTPipeline.load(models[strategy])
-        tasks = [t for t in TASKS if strategy in GENERAL or SPECIFIC.get(t) == strategy]
+        tasks = [t for t in TASKS if strategy in GENERAL or strategy in (args.checkpoint or []) or SPECIFIC.get(t) == strategy]
         for task in tasks:
             t0 = time.time()
             video, audio = run_task(pipe, task, video_latent, audio_latent, layout, args)
@@ -277,13 +283,15 @@ def report(data: dict, command: str) -> str:
     results, tasks = data["results"], data["tasks"]
     means = averages(results)
     lines = [
-        "# Results: the paper's Table 1 at our scale", "",
+        "# Results: the paper's Table 1 at our scale" if not data['settings'].get('checkpoint') else "# Scores of trained checkpoints", "",
         "Made by `python -m avdit eval` (see `avdit/evaluate.py` for what each number is):", "",
         f"    {command}", "",
         f"Wall time {data['seconds'] / 60:.1f} min ({data['train_seconds'] / 60:.1f} min of it training, as the checkpoints record it), "
-        f"on {data.get('hardware', 'this machine')}. Every model: preset `{data['settings']['preset']}`, "
-        f"{data['settings']['train_steps']} steps of batch {data['settings']['batch']}, lr {data['settings']['lr']}, "
-        f"the same {data['settings']['clips']} cached ToneShapes clips and seed. "
+        f"on {data.get('hardware', 'this machine')}. " + (
+            "Scored checkpoints as trained (their training is in each file's metadata). " if data['settings'].get('checkpoint') else
+            f"Every model: preset `{data['settings']['preset']}`, "
+            f"{data['settings']['train_steps']} steps of batch {data['settings']['batch']}, lr {data['settings']['lr']}, "
+            f"the same {data['settings']['clips']} cached ToneShapes clips and seed. ") +
         f"Each cell: {data['settings']['eval_clips']} held-out clips, {data['settings']['sampler']} with "
         f"{data['settings']['steps']} steps, video and audio guidance {data['settings']['guidance']:g} (1 = off). Continue gives the first 1.125 s; inpaint gives all but "
         "0.625..1.625 s; a2v gives the audio, v2a the video, joint nothing.", "",
@@ -297,7 +305,8 @@ def report(data: dict, command: str) -> str:
         for strategy in results:
             cells = [f"{results[strategy][t][metric]:.3f}" if t in results[strategy] and metric in results[strategy][t] else ""
                      for t in shown]
-            average = f"{means[strategy][metric]:.3f}" if strategy in GENERAL and metric in means[strategy] else ""
+            every_task = len(results[strategy]) == len(tasks)
+            average = f"{means[strategy][metric]:.3f}" if every_task and metric in means[strategy] else ""
             lines.append(f"| {_name(strategy)} | " + " | ".join(cells) + f" | {average} |")
         for name, row in data["references"].items():
             if metric in row:
@@ -323,11 +332,12 @@ def plot(data: dict, path: Path) -> str | None:
     except ImportError:
         return "matplotlib is not installed (pip install matplotlib): no plot written"
     results, tasks = data["results"], data["tasks"]
-    strategies = [s for s in results if s in GENERAL]
+    strategies = [s for s in results if len(results[s]) == len(tasks)]
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     width = 0.8 / (len(strategies) + 1)
     for ax, metric, title in ((axes[0], "agreement", "A/V agreement (higher is better)"), (axes[1], "fd", "Frechet distance to real (lower is better)")):
-        for i, strategy in enumerate(strategies + ["task-specific"]):
+        specific = any(s in results for s in SPECIFIC.values())
+        for i, strategy in enumerate(strategies + ["task-specific"] * specific):
             xs, ys = [], []
             for j, task in enumerate(tasks):
                 source = results.get(SPECIFIC.get(task, "vanilla"), {}) if strategy == "task-specific" else results[strategy]
