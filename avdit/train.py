@@ -43,6 +43,7 @@ def monl_loss(
 # --- `python -m avdit train` -------------------------------------------------------------------
 import copy  # noqa: E402
 import dataclasses  # noqa: E402
+import hashlib  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
@@ -111,11 +112,22 @@ def _distributed():
 
 def encode_dataset(config: AVDiTConfig, codecs: tuple, data: str, clips: int, device, cache: str | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Latents of the training clips, (N, Cv, Tv, h, w) and (N, Ca, Ta), cached in `cache` if given."""
+    from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
+    # what the latents depend on: a cache made from other data or other codecs is re-encoded, never reused
+    digest = hashlib.sha256(f"{data}|{clips}|{config.layout}".encode())
+    for codec in codecs:
+        for name, tensor in sorted(codec.state_dict().items()):
+            digest.update(name.encode() + tensor.detach().cpu().float().numpy().tobytes())
+    key = digest.hexdigest()
     if cache and Path(cache).is_file():
-        cached = load_file(cache)
-        return cached["video"], cached["audio"]
+        with safe_open(cache, "pt") as handle:
+            cached_key = (handle.metadata() or {}).get("key")
+        if cached_key == key:
+            cached = load_file(cache)
+            return cached["video"], cached["audio"]
+        print(f"latent cache {cache} was made from other data or codecs: encoding again", file=sys.stderr)
     from avdit import data as data_module
 
     video_codec, audio_codec = codecs
@@ -149,7 +161,7 @@ def encode_dataset(config: AVDiTConfig, codecs: tuple, data: str, clips: int, de
     if cache:
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
         tmp = f"{cache}.{os.getpid()}.tmp"  # several processes may write it at once
-        save_file({"video": video.contiguous(), "audio": audio.contiguous()}, tmp)
+        save_file({"video": video.contiguous(), "audio": audio.contiguous()}, tmp, metadata={"key": key})
         os.replace(tmp, cache)
     return video, audio
 

@@ -62,6 +62,19 @@ def test_bfloat16_save_halves_the_denoiser_and_still_loads(tmp_path):
     assert all(v.dtype == torch.float32 for v in raw.values())  # resuming keeps full precision
 
 
+def test_latent_cache_is_reused_only_for_the_same_data_and_codecs(tmp_path):
+    from safetensors.torch import load_file
+
+    cache = tmp_path / "latents.safetensors"
+    train(tmp_path, "--output", str(tmp_path / "a.safetensors"), "--steps", "1")  # 16 clips
+    first = cache.stat().st_mtime_ns
+    train(tmp_path, "--output", str(tmp_path / "b.safetensors"), "--steps", "1")
+    assert cache.stat().st_mtime_ns == first  # same data and codecs: reused
+    result = train(tmp_path, "--output", str(tmp_path / "c.safetensors"), "--steps", "1", "--clips", "8")
+    assert "made from other data or codecs: encoding again" in result.stderr
+    assert load_file(cache)["video"].shape[0] == 8
+
+
 def test_two_processes_under_torchrun(tmp_path):
     out = tmp_path / "ddp.safetensors"
     train(tmp_path, "--output", str(out), "--steps", "3",
