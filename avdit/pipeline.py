@@ -85,8 +85,8 @@ class AVDiTPipeline:
         path = Path(path) if path is not None else DEMO_MODEL
         if path == DEMO_MODEL and not path.is_file():
             raise CheckpointError(
-                f"{path}: the bundled demo model is not in this install yet; pass a checkpoint "
-                "(e.g. one made by `python -m avdit train`)"
+                f"{path}: the bundled demo model is missing from this install (a partial copy of the "
+                "repository?); reinstall the package, or pass a checkpoint (e.g. one made by `python -m avdit train`)"
             )
         config, tensors = load_checkpoint(path)
         if not any(k.startswith("denoiser.") for k in tensors):
