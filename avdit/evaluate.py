@@ -333,7 +333,7 @@ def plot(data: dict, path: Path) -> str | None:
         return "matplotlib is not installed (pip install matplotlib): no plot written"
     results, tasks = data["results"], data["tasks"]
     strategies = [s for s in results if len(results[s]) == len(tasks)]
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     width = 0.8 / (len(strategies) + 1)
     for ax, metric, title in ((axes[0], "agreement", "A/V agreement (higher is better)"), (axes[1], "fd", "Frechet distance to real (lower is better)")):
         specific = any(s in results for s in SPECIFIC.values())
@@ -350,8 +350,9 @@ def plot(data: dict, path: Path) -> str | None:
                 ax.axhline(data["references"][name][metric], color="black", linestyle=style, linewidth=1, label=name)
         ax.set_xticks(range(len(tasks)), tasks)
         ax.set_title(title)
-    axes[0].legend(fontsize=7, loc="lower left")
-    figure.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0.13, 1, 1))
     tmp = path.with_name(path.name + ".tmp.png")
     figure.savefig(tmp, dpi=100)
     plt.close(figure)
