@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from avdit.codecs.train import HELD_OUT_SEED, toneshapes_batch
+from avdit.sampling import DEFAULT_GUIDANCE
 
 TASKS = ("joint", "a2v", "v2a", "continue", "inpaint")
 GENERAL = ("monl", "vanilla", "per_modality", "per_segment", "per_modality_segment")
@@ -64,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference-clips", type=int, default=256, help="held-out real clips the FD compares against")
     parser.add_argument("--steps", type=int, default=20, help="sampling steps")
     parser.add_argument("--sampler", default="euler")
-    parser.add_argument("--guidance", type=float, default=1.0, help="video and audio guidance scale of every model (1 = off)")
+    parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE, help=f"video and audio guidance scale of every model (1 = off; default {DEFAULT_GUIDANCE:g})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--retrain", action="store_true", help="train again even where the workdir has a finished model")
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from avdit import media
-from avdit.sampling import SAMPLERS, SCHEDULERS
+from avdit.sampling import DEFAULT_GUIDANCE, SAMPLERS, SCHEDULERS
 
 TASKS = ("joint", "a2v", "v2a", "continue", "inpaint", "interpolate")
 EXAMPLE_SEED = 2026  # the bundled example clip: ToneShapes clip of this seed
@@ -34,8 +34,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sampler", default="euler", choices=sorted(SAMPLERS))
     parser.add_argument("--scheduler", default="simple", choices=SCHEDULERS)
-    parser.add_argument("--video-guidance", type=float, default=1.0, help="guidance scale for video (1 = off)")
-    parser.add_argument("--audio-guidance", type=float, default=1.0, help="guidance scale for audio (1 = off)")
+    parser.add_argument("--video-guidance", type=float, default=DEFAULT_GUIDANCE, help=f"guidance scale for video (1 = off; default {DEFAULT_GUIDANCE:g})")
+    parser.add_argument("--audio-guidance", type=float, default=DEFAULT_GUIDANCE, help=f"guidance scale for audio (1 = off; default {DEFAULT_GUIDANCE:g})")
     parser.add_argument("--sheet", default=None, metavar="PICTURE.png",
                         help="also write a picture: the input's and the output's frames over their waveforms, given parts grey, generated orange")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -28,7 +28,7 @@ from avdit.config import AVDiTConfig
 from avdit.layout import Layout
 from avdit.model import AVDiT, model_config
 from avdit.monl import MODALITIES, NoiseLevelMask, given_spans_mask, task_mask
-from avdit.sampling import Guidance, sample
+from avdit.sampling import DEFAULT_GUIDANCE, Guidance, sample
 from avdit.schedule import Schedule
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -183,7 +183,7 @@ class AVDiTPipeline:
     # --- sampling -----------------------------------------------------------------------------
     @torch.no_grad()
     def sample(self, latent: AVLatent, steps: int = 25, sampler: str = "euler", scheduler: str = "simple",
-               seed: int = 0, video_guidance: float = 1.0, audio_guidance: float = 1.0, guidance_drop: str = "all",
+               seed: int = 0, video_guidance: float = DEFAULT_GUIDANCE, audio_guidance: float = DEFAULT_GUIDANCE, guidance_drop: str = "all",
                shift: float = 1.0, callback=None) -> AVLatent:
         """Generate what the latent's mask (and missing input) asks for; given blocks come back exactly."""
         mask = latent.effective_mask()

@@ -179,6 +179,12 @@ SCHEDULERS = ("simple", "uniform", "karras")
 
 
 # --- the MoNL denoiser -----------------------------------------------------------------------------
+# The guidance scale the command line, the pipeline and the ComfyUI sampler start from. On the demo model
+# (16 held-out clips, 10 euler steps) scale 3 against 1 (off) raised A/V agreement from 0.62 to 0.67 (a2v),
+# 0.48 to 0.56 (v2a) and 0.61 to 0.65 (continue), and continuity from 0.91 to 0.98; 2 fell between.
+DEFAULT_GUIDANCE = 3.0
+
+
 @dataclass
 class Guidance:
     """Guidance through noise levels: scales per modality (1 = off) and which given blocks the

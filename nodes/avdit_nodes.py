@@ -22,7 +22,7 @@ from comfy_api.latest import ComfyExtension, InputImpl, Types, io, ui
 
 from avdit.monl import TASKS
 from avdit.pipeline import ASSETS, AVDiTPipeline
-from avdit.sampling import SAMPLERS, SCHEDULERS
+from avdit.sampling import DEFAULT_GUIDANCE, SAMPLERS, SCHEDULERS
 
 from . import adapters
 
@@ -215,7 +215,7 @@ class AVDiTNoiseLevelMask(io.ComfyNode):
 class AVDiTSampler(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        guidance = dict(default=1.0, min=0.0, max=30.0, step=0.1, round=0.01)
+        guidance = dict(default=DEFAULT_GUIDANCE, min=0.0, max=30.0, step=0.1, round=0.01)
         return io.Schema(
             node_id="AVDiTSampler",
             display_name="MoNL KSampler",
