@@ -27,6 +27,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shlex
 import sys
 import time
@@ -108,6 +109,54 @@ def agreement_score(video: np.ndarray, audio: np.ndarray) -> dict:
     scores = agreement(video, audio)
     parts = {k: (0.0 if math.isnan(scores[k]) else scores[k]) for k in ("pitch", "level", "timbre", "presence")}
     return {"agreement": float(np.mean(list(parts.values()))), **parts}
+
+
+COUNTS = ("pitch", "level", "timbre", "both_present", "presence", "frames")  # per-clip counts behind agreement_score
+
+
+def clip_counts(video: np.ndarray, audio: np.ndarray) -> np.ndarray:
+    """(clips, 6) integer counts per clip, in COUNTS order: frames whose pitch, level and timbre agree
+    (out of the frames where both show the disc), those frames, frames whose presence agrees, all frames.
+    Summed over any set of clips they give that set's agreement (`agreement_from_counts`)."""
+    from avdit.data import agreement
+
+    rows = []
+    for v, a in zip(video, audio):
+        s = agreement(v, a)
+        both = s["both_present"]
+        rows.append([0 if math.isnan(s[k]) else round(s[k] * both) for k in ("pitch", "level", "timbre")]
+                    + [both, round(s["presence"] * s["frames"]), s["frames"]])
+    return np.array(rows, dtype=np.int64)
+
+
+def agreement_from_counts(counts: np.ndarray) -> np.ndarray:
+    """Agreement (as agreement_score gives it) of clips pooled along the second-to-last axis: (..., clips, 6) -> (...)."""
+    total = counts.sum(-2).astype(np.float64)
+    both = total[..., 3]
+    parts = [np.divide(total[..., i], both, out=np.zeros_like(both), where=both > 0) for i in range(3)]
+    return (parts[0] + parts[1] + parts[2] + total[..., 4] / total[..., 5]) / 4.0
+
+
+def paired_differences(results: dict, pairs: list[tuple[str, str, tuple[str, ...]]], rounds: int = 2000,
+                       seed: int = 0) -> list[dict]:
+    """Paired bootstrap over the held-out clips (every model did every task on the same clips).
+
+    For each (a, b, tasks): the difference of a's and b's agreement averaged over `tasks`, and its
+    95 % interval from `rounds` resamplings of the clips (the same resampling for both models and all
+    tasks). An interval that excludes 0 is a difference the clips can tell apart."""
+    rng = np.random.default_rng(seed)
+    clips = len(next(iter(next(iter(results.values())).values()))["clip_counts"])
+    picks = rng.integers(0, clips, size=(rounds, clips))
+    out = []
+    for a, b, tasks in pairs:
+        def average(strategy, index):
+            return np.mean([agreement_from_counts(np.asarray(results[strategy][task]["clip_counts"])[index]) for task in tasks], 0)
+
+        observed = float(average(a, slice(None)) - average(b, slice(None)))
+        resampled = average(a, picks) - average(b, picks)
+        low, high = np.percentile(resampled, [2.5, 97.5])
+        out.append({"a": a, "b": b, "tasks": list(tasks), "difference": observed, "low": float(low), "high": float(high)})
+    return out
 
 
 def continuity_score(video: np.ndarray, audio: np.ndarray, given_video: np.ndarray, given_audio: np.ndarray) -> dict:
@@ -242,7 +291,8 @@ def evaluate(args) -> dict:
             t0 = time.time()
             video, audio = run_task(pipe, task, video_latent, audio_latent, layout, args)
             results.setdefault(strategy, {})[task] = _scores(video, audio, reference, task, layout)
-            print(f"eval: {strategy:>22} {task:>8}  {results[strategy][task]}  {time.time() - t0:.0f} s", file=sys.stderr)
+            shown = {k: round(v, 3) for k, v in results[strategy][task].items() if k != "clip_counts"}
+            print(f"eval: {strategy:>22} {task:>8}  {shown}  {time.time() - t0:.0f} s", file=sys.stderr)
     return {"results": results, "references": rows, "train_seconds": round(train_seconds, 1),
             "seconds": round(time.time() - started + train_seconds - trained_here, 1), "settings": {k: v for k, v in vars(args).items()},
             "tasks": list(TASKS), "strategies": strategies, "task_seconds": TASK_SECONDS}
@@ -255,6 +305,7 @@ def _scores(video: np.ndarray, audio: np.ndarray, reference: np.ndarray, task: s
     first, last = int(made.min()), int(made.max()) + 1
     per_frame = audio.shape[-1] // video.shape[1]
     scores = agreement_score(video[:, first:last], audio[:, first * per_frame:last * per_frame])
+    scores["clip_counts"] = clip_counts(video[:, first:last], audio[:, first * per_frame:last * per_frame]).tolist()
     scores["fd"] = frechet_distance(frame_features(video, audio).reshape(-1, 26), reference)
     if task in TASK_SECONDS:
         scores.update(continuity_score(video, audio, *given_frames(task, layout)))
@@ -320,7 +371,26 @@ def report(data: dict, command: str) -> str:
         cells = [f"{results[strategy][t]['pitch']:.3f}" if t in results[strategy] else "" for t in ("a2v", "v2a")]
         lines.append(f"| {_name(strategy)} | " + " | ".join(cells) + " |")
     lines += [f"| *shuffled pairs (chance)* | *{pitch:.3f}* | *{pitch:.3f}* |", ""]
+    if data.get("paired"):
+        lines += ["## MoNL against each baseline, paired over the same held-out clips", "",
+                  f"Difference in A/V agreement (MoNL minus the other model; positive: MoNL agrees better), averaged over the "
+                  f"tasks named, with its 95 % interval from a paired bootstrap over the {data['settings']['eval_clips']} clips "
+                  "(`paired_differences` in `avdit/evaluate.py`). An interval that excludes 0 is a difference these clips can "
+                  "tell apart; one that straddles 0 is not.", "",
+                  "| MoNL minus | tasks | difference | 95 % interval |", "|---|---|---:|---|"]
+        for row in data["paired"]:
+            scope = "all five (average)" if len(row["tasks"]) == len(tasks) else ", ".join(row["tasks"])
+            lines.append(f"| {_name(row['b'])} | {scope} | {row['difference']:+.3f} | {row['low']:+.3f} .. {row['high']:+.3f} |")
+        lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def baseline_pairs(results: dict, tasks) -> list[tuple[str, str, tuple[str, ...]]]:
+    """MoNL against every general strategy on all tasks, and against each task-specific model on its task."""
+    if "monl" not in results:
+        return []
+    pairs = [("monl", s, tuple(tasks)) for s in GENERAL[1:] if s in results]
+    return pairs + [("monl", s, (task,)) for task, s in SPECIFIC.items() if s in results and task in results["monl"]]
 
 
 def plot(data: dict, path: Path) -> str | None:
@@ -378,7 +448,11 @@ def run(args) -> int:
         f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
     command = "python -m avdit eval " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["eval"] else "python -m avdit eval"
     data["command"] = command
-    _write(output.with_suffix(".json"), json.dumps(data, indent=1, default=str))
+    data["paired"] = paired_differences(data["results"], baseline_pairs(data["results"], data["tasks"]))
+    # one line per clip's counts keeps the JSON readable
+    text = re.sub(r"\[\s+(-?\d+(?:,\s+-?\d+)*)\s+\]", lambda m: "[" + re.sub(r"\s+", "", m.group(1)) + "]",
+                  json.dumps(data, indent=1, default=str))
+    _write(output.with_suffix(".json"), text)
     text = report(data, command)
     png = output.with_name("results.png") if output.name == "RESULTS.md" else output.with_suffix(".png")
     why_not = plot(data, png)

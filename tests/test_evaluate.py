@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from avdit.codecs.train import HELD_OUT_SEED, toneshapes_batch
-from avdit.evaluate import agreement_score, continuity_score, frame_features, frechet_distance
+from avdit.evaluate import (agreement_from_counts, agreement_score, clip_counts, continuity_score, frame_features,
+                            frechet_distance, paired_differences)
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +47,27 @@ def test_a_clip_continued_by_itself_is_continuous_and_a_swapped_tail_is_not(real
     assert swapped["colour_kept"] < 0.7 and swapped["timbre_kept"] < 0.7 and swapped["no_jump"] < 0.7
 
 
+def test_per_clip_counts_pool_to_the_batch_agreement(real):
+    video, audio = real
+    shuffled = np.roll(audio, 1, axis=0)
+    counts = clip_counts(video, shuffled)
+    assert counts.shape == (24, 6) and (counts[:, 5] == 17).all()
+    assert agreement_from_counts(counts) == pytest.approx(agreement_score(video, shuffled)["agreement"], abs=1e-12)
+    assert agreement_from_counts(counts[:12]) == pytest.approx(agreement_score(video[:12], shuffled[:12])["agreement"], abs=1e-12)
+
+
+def test_paired_bootstrap_tells_a_real_difference_from_none(real):
+    video, audio = real
+    matched, shuffled = clip_counts(video, audio).tolist(), clip_counts(video, np.roll(audio, 1, axis=0)).tolist()
+    results = {"monl": {"a2v": {"clip_counts": matched}, "v2a": {"clip_counts": matched}},
+               "vanilla": {"a2v": {"clip_counts": shuffled}, "v2a": {"clip_counts": shuffled}},
+               "per_modality": {"a2v": {"clip_counts": matched}, "v2a": {"clip_counts": matched}}}
+    better, same = paired_differences(results, [("monl", "vanilla", ("a2v", "v2a")), ("monl", "per_modality", ("a2v", "v2a"))])
+    chance = agreement_score(video, np.roll(audio, 1, axis=0))["agreement"]
+    assert better["difference"] == pytest.approx(1.0 - chance) and 0 < better["low"] < better["difference"] < better["high"]
+    assert same["difference"] == same["low"] == same["high"] == 0.0
+
+
 def test_features_are_per_frame_with_their_change(real):
     video, audio = real
     features = frame_features(video, audio)
@@ -75,6 +97,11 @@ def test_eval_trains_every_strategy_and_writes_the_report(tmp_path):
     assert data["references"]["real clips"]["agreement"] == pytest.approx(1.0)
     assert "| MoNL (ours) |" in text and "| task-specific: a2v |" in text and "--train-steps 2" in text
     assert "![Agreement and FD per task](results.png)" in text
+    # MoNL paired against the 4 other general strategies on all tasks and each specialist on its own task
+    assert [(row["b"], len(row["tasks"])) for row in data["paired"]] == [(s, 5) for s in strategies[1:5]] + [(s, 1) for s in strategies[5:]]
+    assert all(row["low"] <= row["difference"] <= row["high"] for row in data["paired"])
+    assert "## MoNL against each baseline, paired over the same held-out clips" in text and "| task-specific: inpaint | inpaint |" in text
+    assert len(data["results"]["monl"]["a2v"]["clip_counts"]) == 3
     with open(tmp_path / "results.png", "rb") as png:
         assert png.read(8) == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.suffix for p in (tmp_path / "models").iterdir() if p.suffix == ".safetensors") == [".safetensors"] * 9
