@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", action="append", default=None, metavar="PATH",
                         help="score these trained checkpoints on every task instead of training the strategies (repeatable)")
     parser.add_argument("--preset", default="mini", help="model size preset of every model")
-    parser.add_argument("--train-steps", type=int, default=800, help="training steps of every model")
+    parser.add_argument("--train-steps", type=int, default=2000, help="training steps of every model")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--clips", type=int, default=4000, help="training clips (ToneShapes seeds 0..clips-1)")
