@@ -41,6 +41,7 @@ def monl_loss(
 
 
 # --- `python -m avdit train` -------------------------------------------------------------------
+import argparse  # noqa: E402
 import copy  # noqa: E402
 import dataclasses  # noqa: E402
 import hashlib  # noqa: E402
@@ -58,10 +59,31 @@ from avdit.monl import STRATEGIES  # noqa: E402
 STRATEGY_CHOICES = ("monl",) + STRATEGIES + tuple(f"task:{t}" for t in ("joint", "a2v", "v2a", "continue", "inpaint", "interpolate"))
 
 
-def monl_for_strategy(strategy: str, clean_probability: float) -> MonlConfig:
-    """The MonlConfig of a --strategy name: the mixture, one strategy alone, or one task."""
+def mixture_weights(text: str) -> dict:
+    """--monl-weights 'vanilla=1,per_modality=2,...' -> {name: weight}; names left out weigh 0."""
+    weights = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = -1.0
+        if name not in STRATEGIES or weight < 0 or name in weights:
+            raise argparse.ArgumentTypeError(
+                f"--monl-weights part {part!r} must be NAME=WEIGHT with NAME one of {', '.join(STRATEGIES)} (each once) "
+                "and WEIGHT a number >= 0, e.g. vanilla=1,per_modality=2,per_segment=1,per_modality_segment=1")
+        weights[name] = weight
+    if sum(weights.values()) <= 0:
+        raise argparse.ArgumentTypeError(f"--monl-weights {text!r} gives no strategy a positive weight")
+    return weights
+
+
+def monl_for_strategy(strategy: str, clean_probability: float, weights: dict | None = None) -> MonlConfig:
+    """The MonlConfig of a --strategy name: the mixture (uniform unless `weights`), one strategy alone, or one task."""
+    if weights is not None and strategy != "monl":
+        raise ValueError(f"--monl-weights is for --strategy monl, not {strategy!r}")
     if strategy == "monl":
-        return MonlConfig(clean_probability=clean_probability)
+        return MonlConfig(clean_probability=clean_probability, **({"weights": weights} if weights else {}))
     if strategy in STRATEGIES:
         return MonlConfig(weights={strategy: 1.0}, clean_probability=clean_probability)
     if strategy.startswith("task:"):
@@ -77,6 +99,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--cache", default=None, help="file to cache the encoded latents in (.safetensors)")
     parser.add_argument("--preset", default="demo", help="model size preset (see avdit.model.PRESETS)")
     parser.add_argument("--strategy", default="monl", choices=STRATEGY_CHOICES, help="noise-level strategy (default: the MoNL mixture)")
+    parser.add_argument("--monl-weights", type=mixture_weights, default=None, metavar="NAME=W,...",
+                        help="MoNL mixture weights (default: uniform over vanilla, per_modality, per_segment, per_modality_segment)")
     parser.add_argument("--clean-probability", type=float, default=0.25, help="chance a drawn row/column is given clean")
     parser.add_argument("--schedule", default="flow:velocity", help="schedule:target, e.g. flow:velocity, cosine:eps, cosine:v")
     parser.add_argument("--steps", type=int, default=10000)
@@ -171,6 +195,8 @@ def run(args) -> int:
     from avdit.model import AVDiT, model_config
     from avdit.pipeline import load_codec_config_and_tensors
 
+    if args.monl_weights is not None and args.strategy != "monl":
+        raise SystemExit(f"train: --monl-weights is for --strategy monl, not --strategy {args.strategy}")
     rank, world, dist_device = _distributed()
     device = dist_device or torch.device(args.device)
     torch.manual_seed(args.seed + rank)
@@ -184,7 +210,7 @@ def run(args) -> int:
         config = dataclasses.replace(
             codec_config, model=model_config(args.preset),
             schedule=dataclasses.replace(codec_config.schedule, kind=kind, target=target or codec_config.schedule.target),
-            monl=monl_for_strategy(args.strategy, args.clean_probability),
+            monl=monl_for_strategy(args.strategy, args.clean_probability, args.monl_weights),
         )
     Schedule(config.schedule)  # refuse a bad --schedule before any work
     model = AVDiT(config).to(device)

@@ -89,6 +89,21 @@ def test_bad_strategy_is_refused(tmp_path):
     assert not (tmp_path / "x.safetensors").exists()
 
 
+def test_mixture_weights_are_recorded_and_bad_ones_refused(tmp_path):
+    out = tmp_path / "w.safetensors"
+    train(tmp_path, "--output", str(out), "--steps", "2", "--monl-weights", "vanilla=1,per_modality=2,per_segment=0.5")
+    assert read_config(out).monl.weights == {"vanilla": 1.0, "per_modality": 2.0, "per_segment": 0.5}
+    for weights, said in (("per_modality=two", "'per_modality=two' must be NAME=WEIGHT"), ("per_time=1", "'per_time=1' must be NAME=WEIGHT"),
+                          ("vanilla=-1", "'vanilla=-1' must be NAME=WEIGHT"), ("vanilla=0", "gives no strategy a positive weight")):
+        result = subprocess.run([sys.executable, "-m", "avdit", "train", "--output", "bad.safetensors", "--monl-weights", weights],
+                                cwd=tmp_path, env=ENV, capture_output=True, text=True)
+        assert result.returncode == 2 and said in result.stderr, result.stderr
+    result = subprocess.run([sys.executable, "-m", "avdit", "train", "--output", "bad.safetensors", "--strategy", "vanilla",
+                             "--monl-weights", "vanilla=1"], cwd=tmp_path, env=ENV, capture_output=True, text=True)
+    assert result.returncode != 0 and "--monl-weights is for --strategy monl, not --strategy vanilla" in result.stderr
+    assert not (tmp_path / "bad.safetensors").exists()
+
+
 def test_train_on_a_folder_of_your_own_videos(tmp_path):
     import torch
 
