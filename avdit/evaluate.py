@@ -372,12 +372,14 @@ def report(data: dict, command: str) -> str:
         lines.append(f"| {_name(strategy)} | " + " | ".join(cells) + " |")
     lines += [f"| *shuffled pairs (chance)* | *{pitch:.3f}* | *{pitch:.3f}* |", ""]
     if data.get("paired"):
-        lines += ["## MoNL against each baseline, paired over the same held-out clips", "",
-                  f"Difference in A/V agreement (MoNL minus the other model; positive: MoNL agrees better), averaged over the "
+        first = _name(data["paired"][0]["a"])
+        lines += ["## MoNL against each baseline, paired over the same held-out clips" if data["paired"][0]["a"] == "monl" else
+                  f"## {first} against each other model, paired over the same held-out clips", "",
+                  f"Difference in A/V agreement ({first} minus the other model; positive: {first} agrees better), averaged over the "
                   f"tasks named, with its 95 % interval from a paired bootstrap over the {data['settings']['eval_clips']} clips "
                   "(`paired_differences` in `avdit/evaluate.py`). An interval that excludes 0 is a difference these clips can "
                   "tell apart; one that straddles 0 is not.", "",
-                  "| MoNL minus | tasks | difference | 95 % interval |", "|---|---|---:|---|"]
+                  f"| {first} minus | tasks | difference | 95 % interval |", "|---|---|---:|---|"]
         for row in data["paired"]:
             scope = "all five (average)" if len(row["tasks"]) == len(tasks) else ", ".join(row["tasks"])
             lines.append(f"| {_name(row['b'])} | {scope} | {row['difference']:+.3f} | {row['low']:+.3f} .. {row['high']:+.3f} |")
@@ -386,9 +388,11 @@ def report(data: dict, command: str) -> str:
 
 
 def baseline_pairs(results: dict, tasks) -> list[tuple[str, str, tuple[str, ...]]]:
-    """MoNL against every general strategy on all tasks, and against each task-specific model on its task."""
+    """MoNL against every general strategy on all tasks, and against each task-specific model on its task;
+    without a MoNL row (scoring --checkpoint files), the first model against each of the others."""
     if "monl" not in results:
-        return []
+        first, *others = results
+        return [(first, other, tuple(tasks)) for other in others]
     pairs = [("monl", s, tuple(tasks)) for s in GENERAL[1:] if s in results]
     return pairs + [("monl", s, (task,)) for task, s in SPECIFIC.items() if s in results and task in results["monl"]]
 

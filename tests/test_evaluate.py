@@ -122,3 +122,19 @@ def test_eval_scores_given_checkpoints_on_every_task_without_training(tmp_path):
     assert data["train_seconds"] == 0.0 and not (tmp_path / "unused").exists()  # nothing trained
     text = out.read_text()
     assert text.startswith("# Scores of trained checkpoints") and f"| {checkpoint} |" in text
+    assert data["paired"] == []  # one model: nothing to pair it with
+
+
+def test_eval_pairs_the_first_checkpoint_against_the_others(tmp_path):
+    from avdit.pipeline import make_untrained_checkpoint
+
+    first = make_untrained_checkpoint(tmp_path / "first.safetensors")
+    second = make_untrained_checkpoint(tmp_path / "second.safetensors")
+    out = tmp_path / "two.md"
+    cmd = [sys.executable, "-m", "avdit", "eval", "--checkpoint", str(first), "--checkpoint", str(second), "--output", str(out),
+           "--eval-clips", "3", "--reference-clips", "3", "--steps", "2"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads((tmp_path / "two.json").read_text())
+    assert [(row["a"], row["b"], len(row["tasks"])) for row in data["paired"]] == [(str(first), str(second), 5)]
+    assert f"## {first} against each other model, paired over the same held-out clips" in out.read_text()
