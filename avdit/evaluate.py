@@ -129,12 +129,18 @@ def clip_counts(video: np.ndarray, audio: np.ndarray) -> np.ndarray:
     return np.array(rows, dtype=np.int64)
 
 
-def agreement_from_counts(counts: np.ndarray) -> np.ndarray:
-    """Agreement (as agreement_score gives it) of clips pooled along the second-to-last axis: (..., clips, 6) -> (...)."""
+def pooled_agreement(counts: np.ndarray) -> dict:
+    """agreement_score's numbers for clips pooled along the second-to-last axis of counts (..., clips, 6) -> (...)."""
     total = counts.sum(-2).astype(np.float64)
     both = total[..., 3]
-    parts = [np.divide(total[..., i], both, out=np.zeros_like(both), where=both > 0) for i in range(3)]
-    return (parts[0] + parts[1] + parts[2] + total[..., 4] / total[..., 5]) / 4.0
+    parts = {k: np.divide(total[..., i], both, out=np.zeros_like(both), where=both > 0) for i, k in enumerate(COUNTS[:3])}
+    parts["presence"] = total[..., 4] / total[..., 5]
+    return {"agreement": np.mean(list(parts.values()), 0), **parts}
+
+
+def agreement_from_counts(counts: np.ndarray) -> np.ndarray:
+    """Agreement (as agreement_score gives it) of clips pooled along the second-to-last axis: (..., clips, 6) -> (...)."""
+    return pooled_agreement(counts)["agreement"]
 
 
 def paired_differences(results: dict, pairs: list[tuple[str, str, tuple[str, ...]]], rounds: int = 2000,
@@ -304,8 +310,9 @@ def _scores(video: np.ndarray, audio: np.ndarray, reference: np.ndarray, task: s
     made = np.flatnonzero(~(given_video & given_audio))
     first, last = int(made.min()), int(made.max()) + 1
     per_frame = audio.shape[-1] // video.shape[1]
-    scores = agreement_score(video[:, first:last], audio[:, first * per_frame:last * per_frame])
-    scores["clip_counts"] = clip_counts(video[:, first:last], audio[:, first * per_frame:last * per_frame]).tolist()
+    counts = clip_counts(video[:, first:last], audio[:, first * per_frame:last * per_frame])
+    scores = {k: float(v) for k, v in pooled_agreement(counts).items()}
+    scores["clip_counts"] = counts.tolist()
     scores["fd"] = frechet_distance(frame_features(video, audio).reshape(-1, 26), reference)
     if task in TASK_SECONDS:
         scores.update(continuity_score(video, audio, *given_frames(task, layout)))

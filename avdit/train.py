@@ -81,7 +81,7 @@ def mixture_weights(text: str) -> dict:
 def monl_for_strategy(strategy: str, clean_probability: float, weights: dict | None = None) -> MonlConfig:
     """The MonlConfig of a --strategy name: the mixture (uniform unless `weights`), one strategy alone, or one task."""
     if weights is not None and strategy != "monl":
-        raise ValueError(f"--monl-weights is for --strategy monl, not {strategy!r}")
+        raise ValueError(f"--monl-weights is for --strategy monl, not --strategy {strategy}")
     if strategy == "monl":
         return MonlConfig(clean_probability=clean_probability, **({"weights": weights} if weights else {}))
     if strategy in STRATEGIES:
@@ -195,8 +195,10 @@ def run(args) -> int:
     from avdit.model import AVDiT, model_config
     from avdit.pipeline import load_codec_config_and_tensors
 
-    if args.monl_weights is not None and args.strategy != "monl":
-        raise SystemExit(f"train: --monl-weights is for --strategy monl, not --strategy {args.strategy}")
+    try:  # refuse a bad --strategy / --monl-weights pair before any work
+        monl = monl_for_strategy(args.strategy, args.clean_probability, args.monl_weights)
+    except ValueError as exc:
+        raise SystemExit(f"train: {exc}") from None
     rank, world, dist_device = _distributed()
     device = dist_device or torch.device(args.device)
     torch.manual_seed(args.seed + rank)
@@ -210,7 +212,7 @@ def run(args) -> int:
         config = dataclasses.replace(
             codec_config, model=model_config(args.preset),
             schedule=dataclasses.replace(codec_config.schedule, kind=kind, target=target or codec_config.schedule.target),
-            monl=monl_for_strategy(args.strategy, args.clean_probability, args.monl_weights),
+            monl=monl,
         )
     Schedule(config.schedule)  # refuse a bad --schedule before any work
     model = AVDiT(config).to(device)
