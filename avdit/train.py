@@ -97,12 +97,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data", default="toneshapes", help="'toneshapes' or a folder of your own video files")
     parser.add_argument("--clips", type=int, default=4000, help="clips to encode once and cache (ToneShapes: seeds 0..clips-1)")
     parser.add_argument("--cache", default=None, help="file to cache the encoded latents in (.safetensors)")
-    parser.add_argument("--preset", default="demo", help="model size preset (see avdit.model.PRESETS)")
-    parser.add_argument("--strategy", default="monl", choices=STRATEGY_CHOICES, help="noise-level strategy (default: the MoNL mixture)")
+    parser.add_argument("--preset", default=None, help="model size preset (see avdit.model.PRESETS; default: demo)")
+    parser.add_argument("--strategy", default=None, choices=STRATEGY_CHOICES, help="noise-level strategy (default: monl, the MoNL mixture)")
     parser.add_argument("--monl-weights", type=mixture_weights, default=None, metavar="NAME=W,...",
                         help="MoNL mixture weights (default: uniform over vanilla, per_modality, per_segment, per_modality_segment)")
-    parser.add_argument("--clean-probability", type=float, default=0.25, help="chance a drawn row/column is given clean")
-    parser.add_argument("--schedule", default="flow:velocity", help="schedule:target, e.g. flow:velocity, cosine:eps, cosine:v")
+    parser.add_argument("--clean-probability", type=float, default=None, help="chance a drawn row/column is given clean (default: 0.25)")
+    parser.add_argument("--schedule", default=None, help="schedule:target, e.g. flow:velocity (the default), cosine:eps, cosine:v")
     parser.add_argument("--steps", type=int, default=10000)
     parser.add_argument("--minutes", type=float, default=None, help="stop after this many minutes (saves first)")
     parser.add_argument("--batch", type=int, default=32, help="batch per process")
@@ -111,7 +111,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--ema", type=float, default=0.999, help="EMA decay of the saved weights")
     parser.add_argument("--grad-checkpointing", action="store_true", help="recompute block activations in backward")
-    parser.add_argument("--resume", default=None, help="continue from this checkpoint (EMA, step count, and the raw weights in its .resume.safetensors sibling)")
+    parser.add_argument("--resume", default=None, help="continue from this checkpoint (EMA, step count, and the raw weights in its .resume.safetensors sibling); "
+                        "its preset, schedule, strategy and mixture carry on, and options that would change them are refused")
     parser.add_argument("--save-dtype", default="float32", choices=["float32", "bfloat16"], help="dtype of the saved (EMA) denoiser weights; bfloat16 halves the file (the resume state stays float32)")
     parser.add_argument("--save-every", type=int, default=1000)
     parser.add_argument("--log", default=None, help="JSONL log file (default: OUTPUT with .jsonl)")
@@ -195,20 +196,30 @@ def run(args) -> int:
     from avdit.model import AVDiT, model_config
     from avdit.pipeline import load_codec_config_and_tensors
 
-    try:  # refuse a bad --strategy / --monl-weights pair before any work
-        monl = monl_for_strategy(args.strategy, args.clean_probability, args.monl_weights)
-    except ValueError as exc:
-        raise SystemExit(f"train: {exc}") from None
+    start_step, resume_tensors = 0, None
+    if args.resume:  # what the checkpoint was trained as carries on; asking for something else is refused
+        config, resume_tensors = load_checkpoint(args.resume)
+        changed = _resume_changes(args, config)
+        if changed:
+            raise SystemExit(f"train: --resume {args.resume} continues the training it was saved from; "
+                             f"{'; '.join(changed)}. Leave these options out, or train afresh without --resume")
+        start_step = int(config.training.get("steps", 0))
+        args.strategy = config.training.get("strategy") or _strategy_of(config.monl)
+        args.preset = config.training.get("preset") or args.preset
+    else:
+        args.strategy, args.preset = args.strategy or "monl", args.preset or "demo"
+        args.schedule = args.schedule or "flow:velocity"
+        try:  # refuse a bad --strategy / --monl-weights pair before any work
+            monl = monl_for_strategy(args.strategy, 0.25 if args.clean_probability is None else args.clean_probability,
+                                     args.monl_weights)
+        except ValueError as exc:
+            raise SystemExit(f"train: {exc}") from None
     rank, world, dist_device = _distributed()
     device = dist_device or torch.device(args.device)
     torch.manual_seed(args.seed + rank)
-    kind, _, target = args.schedule.partition(":")
     codec_config, codec_tensors, codecs = load_codec_config_and_tensors(args.codecs)
-    start_step, resume_tensors = 0, None
-    if args.resume:
-        config, resume_tensors = load_checkpoint(args.resume)
-        start_step = int(config.training.get("steps", 0))
-    else:
+    if not args.resume:
+        kind, _, target = args.schedule.partition(":")
         config = dataclasses.replace(
             codec_config, model=model_config(args.preset),
             schedule=dataclasses.replace(codec_config.schedule, kind=kind, target=target or codec_config.schedule.target),
@@ -281,6 +292,39 @@ def run(args) -> int:
 
         dist.destroy_process_group()
     return 0
+
+
+def _strategy_of(monl: MonlConfig) -> str:
+    """The --strategy name a MonlConfig was made from (for checkpoints that did not record it)."""
+    if monl.task is not None:
+        return f"task:{monl.task}"
+    positive = [n for n, w in monl.weights.items() if w > 0]
+    return positive[0] if len(positive) == 1 else "monl"
+
+
+def _resume_changes(args, config: AVDiTConfig) -> list[str]:
+    """The options given beside --resume that ask for other training than the checkpoint's, each said."""
+    from avdit.model import model_config
+
+    recorded = config.training
+    changes = []
+    if args.preset is not None and model_config(args.preset) != config.model:
+        changes.append(f"--preset {args.preset} differs from the checkpoint's model (preset {recorded.get('preset', 'unrecorded')})")
+    if args.schedule is not None:
+        kind, _, target = args.schedule.partition(":")
+        if kind != config.schedule.kind or (target and target != config.schedule.target):
+            changes.append(f"--schedule {args.schedule} differs from the checkpoint's {config.schedule.kind}:{config.schedule.target}")
+    strategy = recorded.get("strategy") or _strategy_of(config.monl)
+    if args.strategy is not None and args.strategy != strategy:
+        changes.append(f"--strategy {args.strategy} differs from the checkpoint's {strategy}")
+    if args.monl_weights is not None:
+        asked = {n: w for n, w in args.monl_weights.items() if w > 0}
+        if config.monl.task is not None or asked != {n: w for n, w in config.monl.weights.items() if w > 0}:
+            changes.append(f"--monl-weights {args.monl_weights} differs from the checkpoint's mixture "
+                           f"{config.monl.weights if config.monl.task is None else 'task:' + config.monl.task}")
+    if args.clean_probability is not None and args.clean_probability != config.monl.clean_probability:
+        changes.append(f"--clean-probability {args.clean_probability:g} differs from the checkpoint's {config.monl.clean_probability:g}")
+    return changes
 
 
 def resume_path(output: str | os.PathLike) -> Path:

@@ -38,6 +38,8 @@ def test_train_writes_a_checkpoint_the_pipeline_loads_and_resumes(tmp_path):
     resumed = tmp_path / "m2.safetensors"
     train(tmp_path, "--output", str(resumed), "--steps", "6", "--resume", str(out), "--log", str(tmp_path / "m.jsonl"))
     assert read_config(resumed).training["steps"] == 6
+    assert read_config(resumed).training["strategy"] == "per_modality"  # the checkpoint's strategy carries on
+    assert read_config(resumed).monl == config.monl
     steps = [json.loads(line)["step"] for line in (tmp_path / "m.jsonl").read_text().splitlines()]
     assert steps == [1, 4, 6]  # --resume appends to the log (a line every 10 steps and at the last one)
 
@@ -102,6 +104,28 @@ def test_mixture_weights_are_recorded_and_bad_ones_refused(tmp_path):
                              "--monl-weights", "vanilla=1"], cwd=tmp_path, env=ENV, capture_output=True, text=True)
     assert result.returncode != 0 and "--monl-weights is for --strategy monl, not --strategy vanilla" in result.stderr
     assert not (tmp_path / "bad.safetensors").exists()
+
+
+def test_resume_keeps_the_mixture_and_refuses_options_that_would_change_it(tmp_path):
+    out = tmp_path / "w.safetensors"
+    train(tmp_path, "--output", str(out), "--steps", "2", "--monl-weights", "vanilla=1,per_modality=2", "--clean-probability", "0.5")
+    trained = read_config(out).monl
+    train(tmp_path, "--output", str(tmp_path / "w2.safetensors"), "--steps", "3", "--resume", str(out),
+          "--monl-weights", "per_modality=2,vanilla=1")  # the same mixture, said again: fine
+    again = read_config(tmp_path / "w2.safetensors")
+    assert again.monl == trained and again.monl.weights == {"vanilla": 1.0, "per_modality": 2.0} and again.monl.clean_probability == 0.5
+    assert again.training["strategy"] == "monl" and again.training["steps"] == 3
+    for option, said in ((["--strategy", "per_segment"], "--strategy per_segment differs from the checkpoint's monl"),
+                         (["--monl-weights", "vanilla=1"], "--monl-weights {'vanilla': 1.0} differs from the checkpoint's mixture"),
+                         (["--clean-probability", "0.25"], "--clean-probability 0.25 differs from the checkpoint's 0.5"),
+                         (["--preset", "mini"], "--preset mini differs from the checkpoint's model (preset tiny)"),
+                         (["--schedule", "cosine:eps"], "--schedule cosine:eps differs from the checkpoint's flow:velocity")):
+        cmd = [sys.executable, "-m", "avdit", "train", "--codecs", "analytic", "--clips", "16", "--batch", "2",
+               "--cache", str(tmp_path / "latents.safetensors"), "--output", str(tmp_path / "bad.safetensors"),
+               "--steps", "4", "--resume", str(out), *option]
+        result = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True)
+        assert result.returncode == 1 and said in result.stderr and f"--resume {out}" in result.stderr, result.stderr
+        assert not (tmp_path / "bad.safetensors").exists()
 
 
 def test_train_on_a_folder_of_your_own_videos(tmp_path):
