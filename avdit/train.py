@@ -56,6 +56,8 @@ from avdit.checkpoint import load_checkpoint, load_state, save_checkpoint  # noq
 from avdit.config import AVDiTConfig  # noqa: E402
 from avdit.monl import STRATEGIES  # noqa: E402
 
+# What a fresh run uses for the options that --resume takes from its checkpoint instead.
+FRESH_DEFAULTS = {"preset": "demo", "strategy": "monl", "clean_probability": 0.25, "schedule": "flow:velocity"}
 STRATEGY_CHOICES = ("monl",) + STRATEGIES + tuple(f"task:{t}" for t in ("joint", "a2v", "v2a", "continue", "inpaint", "interpolate"))
 
 
@@ -199,19 +201,20 @@ def run(args) -> int:
     start_step, resume_tensors = 0, None
     if args.resume:  # what the checkpoint was trained as carries on; asking for something else is refused
         config, resume_tensors = load_checkpoint(args.resume)
-        changed = _resume_changes(args, config)
+        strategy = config.training.get("strategy") or _strategy_of(config.monl)
+        changed = _resume_changes(args, config, strategy)
         if changed:
             raise SystemExit(f"train: --resume {args.resume} continues the training it was saved from; "
                              f"{'; '.join(changed)}. Leave these options out, or train afresh without --resume")
         start_step = int(config.training.get("steps", 0))
-        args.strategy = config.training.get("strategy") or _strategy_of(config.monl)
+        args.strategy = strategy
         args.preset = config.training.get("preset") or args.preset
-    else:
-        args.strategy, args.preset = args.strategy or "monl", args.preset or "demo"
-        args.schedule = args.schedule or "flow:velocity"
+    else:  # a fresh run: the options left out take their defaults
+        for name, value in FRESH_DEFAULTS.items():
+            if getattr(args, name) is None:
+                setattr(args, name, value)
         try:  # refuse a bad --strategy / --monl-weights pair before any work
-            monl = monl_for_strategy(args.strategy, 0.25 if args.clean_probability is None else args.clean_probability,
-                                     args.monl_weights)
+            monl = monl_for_strategy(args.strategy, args.clean_probability, args.monl_weights)
         except ValueError as exc:
             raise SystemExit(f"train: {exc}") from None
     rank, world, dist_device = _distributed()
@@ -302,8 +305,9 @@ def _strategy_of(monl: MonlConfig) -> str:
     return positive[0] if len(positive) == 1 else "monl"
 
 
-def _resume_changes(args, config: AVDiTConfig) -> list[str]:
-    """The options given beside --resume that ask for other training than the checkpoint's, each said."""
+def _resume_changes(args, config: AVDiTConfig, strategy: str) -> list[str]:
+    """The options given beside --resume that ask for other training than the checkpoint's (trained
+    with `strategy`), each said."""
     from avdit.model import model_config
 
     recorded = config.training
@@ -314,7 +318,6 @@ def _resume_changes(args, config: AVDiTConfig) -> list[str]:
         kind, _, target = args.schedule.partition(":")
         if kind != config.schedule.kind or (target and target != config.schedule.target):
             changes.append(f"--schedule {args.schedule} differs from the checkpoint's {config.schedule.kind}:{config.schedule.target}")
-    strategy = recorded.get("strategy") or _strategy_of(config.monl)
     if args.strategy is not None and args.strategy != strategy:
         changes.append(f"--strategy {args.strategy} differs from the checkpoint's {strategy}")
     if args.monl_weights is not None:
