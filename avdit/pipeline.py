@@ -184,8 +184,21 @@ class AVDiTPipeline:
     @torch.no_grad()
     def sample(self, latent: AVLatent, steps: int = 25, sampler: str = "euler", scheduler: str = "simple",
                seed: int = 0, video_guidance: float = DEFAULT_GUIDANCE, audio_guidance: float = DEFAULT_GUIDANCE, guidance_drop: str = "all",
-               shift: float = 1.0, callback=None) -> AVLatent:
-        """Generate what the latent's mask (and missing input) asks for; given blocks come back exactly."""
+               shift: float = 1.0, callback=None, windowed: bool = False, context_seconds: float | None = None) -> AVLatent:
+        """Generate what the latent's mask (and missing input) asks for; given blocks come back exactly.
+
+        A latent longer than one training window is sampled in one pass, unless `windowed`: then
+        it is made one training window at a time, as `generate` makes long outputs: each window
+        is given the last `context_seconds` (default 0.625 s) of what the windows before made,
+        and whatever the mask gives inside it; a window with nothing to make is skipped (see
+        `_sample_windowed`). `callback(info)` is called at every step; windowed, info also holds
+        "window" and "windows" (0-based index, count).
+        """
+        lay = self.config.layout
+        if windowed and latent.layout.num_frames > lay.window_frames:
+            return self._sample_windowed(latent, context_seconds, callback, dict(
+                steps=steps, sampler=sampler, scheduler=scheduler, seed=seed, video_guidance=video_guidance,
+                audio_guidance=audio_guidance, guidance_drop=guidance_drop, shift=shift))
         mask = latent.effective_mask()
         video, audio = sample(
             self.denoiser, self.schedule, mask, latent.video.to(self.device), latent.audio.to(self.device),
@@ -195,6 +208,104 @@ class AVDiTPipeline:
         everything = NoiseLevelMask(torch.zeros_like(mask.video), torch.zeros_like(mask.audio))
         return AVLatent(video, audio, latent.layout, everything, seconds=latent.seconds)
 
+    def _sample_windowed(self, latent: AVLatent, context_seconds: float | None, callback, sampling: dict) -> AVLatent:
+        """Sample a long latent one training window at a time, in latent space: each window is cut
+        from the latent (its first video latent frame, a frame of its own in a causal codec, is
+        encoded afresh from the decoded frame), sampled with what the mask gives and what earlier
+        windows made as its given blocks, and what it makes is written back. Nothing already there
+        is re-encoded, so the given blocks and earlier windows' output stay exactly as they are."""
+        if latent.video.shape[0] != 1:
+            raise ValueError(f"sample: windowed sampling takes a latent of batch 1; this one has batch {latent.video.shape[0]}")
+        lay, layout = self.config.layout, latent.layout
+        window = Layout.from_config(self.config, num_frames=lay.window_frames)
+        stride, samples_per_frame = layout.temporal_stride, lay.sample_rate / lay.fps
+        if context_seconds is None:
+            context_seconds = window.video_spans[min(1, window.video_latent_frames - 1), 1].item()
+        context_frames = max(1, round(context_seconds * lay.fps))
+        # windows start on frames where both latents can be cut: a whole video group and a whole audio frame
+        hops = [h for h in range(window.num_frames - context_frames, 0, -1)
+                if h % stride == 0 and (h * samples_per_frame) % layout.hop == 0]
+        if not hops:
+            raise ValueError(f"sample: windowed sampling with context_seconds {context_seconds} finds no window start where "
+                             f"both latents can be cut (video groups of {stride} frames, audio frames of {layout.hop} samples); "
+                             "give less context or sample in one pass")
+        hop = hops[0]
+        mask = latent.effective_mask()
+        video, audio = latent.video.to(self.device).clone(), latent.audio.to(self.device).clone()
+        todo_v, todo_a = mask.video.float().clone(), mask.audio.float().clone()  # levels still to sample; 0 once made
+        starts = [0]
+        while starts[-1] + window.num_frames < layout.num_frames:
+            starts.append(starts[-1] + hop)
+        for index, first in enumerate(starts):
+            # window latent k is long latent first/stride + k (causal: k >= 1; its latent 0, frame `first`
+            # alone, lies inside long latent first/stride, whose level it takes)
+            rows_v = first // stride + torch.arange(window.video_latent_frames)
+            rows_a = round(first * samples_per_frame) // layout.hop + torch.arange(window.audio_latent_frames)
+            in_v, in_a = rows_v < video.shape[2], rows_a < audio.shape[2]
+            levels_v = torch.where(in_v, todo_v[rows_v.clamp(max=video.shape[2] - 1)], 1.0)
+            levels_a = torch.where(in_a, todo_a[rows_a.clamp(max=audio.shape[2] - 1)], 1.0)
+            # an audio frame reaching past the window's end is the window's padding: made, not kept
+            # (unless the clip ends there too)
+            in_a &= (window.audio_spans[:, 1] <= window.duration + 1e-6) | (rows_a == audio.shape[2] - 1)
+            made_v, made_a = (levels_v > 0) & in_v, (levels_a > 0) & in_a
+            if layout.causal and first > 0:
+                made_v[0] = False  # frame `first` alone: made by the window before (it overlaps this one)
+            if not bool(made_v.any() or made_a.any()):
+                continue  # nothing to make here
+            cut_v = video.new_zeros(1, video.shape[1], window.video_latent_frames, *video.shape[3:])
+            cut_a = audio.new_zeros(1, audio.shape[1], window.audio_latent_frames)
+            cut_v[:, :, in_v] = video[:, :, rows_v[in_v]]
+            present = rows_a < audio.shape[2]
+            cut_a[:, :, present] = audio[:, :, rows_a[present]]
+            if layout.causal and first > 0:
+                frame = self.video_codec.decode(video[:, :, : first // stride + 1].float())[:, first : first + 1]
+                cut_v[:, :, :1] = self.video_codec.encode(frame).to(cut_v)
+            step = None if callback is None else (lambda info, i=index: callback({**info, "window": i, "windows": len(starts)}))
+            window_latent = AVLatent(cut_v, cut_a, window, NoiseLevelMask(levels_v, levels_a), seconds=window.duration)
+            out = self.sample(window_latent, callback=step, **sampling)
+            video[:, :, rows_v[made_v]] = out.video[:, :, made_v].to(video)
+            audio[:, :, rows_a[made_a]] = out.audio[:, :, made_a].to(audio)
+            todo_v[rows_v[made_v]], todo_a[rows_a[made_a]] = 0.0, 0.0
+        everything = NoiseLevelMask(torch.zeros_like(mask.video), torch.zeros_like(mask.audio))
+        return AVLatent(video, audio, layout, everything, seconds=latent.seconds)
+
+    def _windows(self, canvas_v: torch.Tensor, canvas_a: torch.Tensor, num_frames: int, mask_of, context_seconds: float | None,
+                 progress, sampling: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Make `num_frames` frames of the canvas (frames (F, H, W, 3), waveform (C, S) at the
+        native rates) window by window; `mask_of(window_layout, begin_seconds)` gives each
+        window's levels before its context is added. Returns the canvas, at least `num_frames` long."""
+        lay = self.config.layout
+        window = Layout.from_config(self.config, num_frames=min(lay.window_frames, num_frames))
+        if context_seconds is None:
+            context_seconds = window.video_spans[min(1, window.video_latent_frames - 1), 1].item()
+        context_frames = max(1, round(context_seconds * lay.fps))
+        hop = window.num_frames - context_frames
+        if num_frames > window.num_frames and hop < 1:
+            raise ValueError(f"context_seconds {context_seconds} leaves no new frames in a {window.duration} s window")
+        starts = [0]
+        while starts[-1] + window.num_frames < num_frames:
+            starts.append(starts[-1] + hop)
+        canvas_frames = starts[-1] + window.num_frames
+        samples_per_frame = lay.sample_rate / lay.fps
+        canvas_v = torch.cat([canvas_v[:canvas_frames], canvas_v.new_zeros(max(0, canvas_frames - canvas_v.shape[0]), *canvas_v.shape[1:])])
+        samples = round(canvas_frames * samples_per_frame)
+        canvas_a = torch.nn.functional.pad(canvas_a[:, :samples], (0, max(0, samples - canvas_a.shape[1])))
+        context = {m: window.covered([(0.0, context_frames / lay.fps)], m) for m in MODALITIES}
+        for index, first in enumerate(starts):
+            mask = mask_of(window, first / lay.fps)
+            if index > 0:  # the end of the previous window is this one's given context
+                mask = NoiseLevelMask(*(torch.where(context[m], 0.0, getattr(mask, m)) for m in MODALITIES))
+            if not mask.anything_generated:
+                continue
+            a0, a1 = round(first * samples_per_frame), round(first * samples_per_frame) + window.num_samples
+            latent = self.encode(canvas_v[first : first + window.num_frames], lay.fps, canvas_a[:, a0:a1], lay.sample_rate,
+                                 duration=window.duration)
+            latent = dataclasses.replace(latent, mask=mask)
+            callback = None if progress is None else (lambda info, i=index: progress(i, len(starts), info))
+            out_v, out_a, _, _ = self.decode(self.sample(latent, callback=callback, **sampling))
+            canvas_v[first : first + window.num_frames] = out_v[0]
+            canvas_a[:, a0:a1] = out_a[0]
+        return canvas_v, canvas_a
 
     @torch.no_grad()
     def generate(self, frames: torch.Tensor | None, fps: float | None, waveform: torch.Tensor | None,
@@ -205,50 +316,31 @@ class AVDiTPipeline:
         Up to one training window is made in one pass. Longer outputs are made window by window:
         each window after the first is given the last `context_seconds` (default: the first two
         segments' worth, 5 frames at 8 fps) of the previous window's audio and video, plus any
-        given input that falls inside it. Returns frames (F, H, W, 3) and waveform (C, S) at the
-        model's native fps and sample rate, `duration` long (rounded to whole frames).
-        `sampling` goes to `sample` (steps, sampler, seed, ...); `progress(window, windows, info)`
-        is called at every step.
+        given input that falls inside it; a window with nothing to generate is skipped. Returns
+        frames (F, H, W, 3) and waveform (C, S) at the model's native fps and sample rate,
+        `duration` long (rounded to whole frames). `sampling` goes to `sample` (steps, sampler,
+        seed, ...); `progress(window, windows, info)` is called at every step.
         """
         lay = self.config.layout
         total = Layout.from_config(self.config, duration=duration)
-        window = Layout.from_config(self.config, num_frames=min(lay.window_frames, total.num_frames))
-        if context_seconds is None:
-            context_seconds = window.video_spans[min(1, window.video_latent_frames - 1), 1].item()
-        context_frames = max(1, round(context_seconds * lay.fps))
-        hop = window.num_frames - context_frames
-        if total.num_frames > window.num_frames and hop < 1:
-            raise ValueError(f"context_seconds {context_seconds} leaves no new frames in a {window.duration} s window")
-        starts = [0]
-        while starts[-1] + window.num_frames < total.num_frames:
-            starts.append(starts[-1] + hop)
-        canvas_frames = starts[-1] + window.num_frames
-        samples_per_frame = lay.sample_rate / lay.fps
-        canvas_v = torch.zeros(canvas_frames, lay.height, lay.width, 3)
-        canvas_a = torch.zeros(self.config.audio_codec.channels, round(canvas_frames * samples_per_frame))
+        canvas_v = torch.zeros(total.num_frames, lay.height, lay.width, 3)
+        canvas_a = torch.zeros(self.config.audio_codec.channels, total.num_samples)
         if frames is not None:
-            native = media.conform_video(frames, fps, lay.fps, size=(lay.height, lay.width))[:canvas_frames]
+            native = media.conform_video(frames, fps, lay.fps, size=(lay.height, lay.width))[: total.num_frames]
             canvas_v[: native.shape[0]] = native
         if waveform is not None:
             native = media.conform_audio(waveform, sample_rate, lay.sample_rate, self.config.audio_codec.channels)
-            native = native[:, : canvas_a.shape[1]]
+            native = native[:, : total.num_samples]
             canvas_a[:, : native.shape[1]] = native
-        for index, first in enumerate(starts):
-            begin, end = first / lay.fps, (first + window.num_frames) / lay.fps
-            spans = {m: _shift_spans(given.get(m, []), begin, end) for m in MODALITIES}
-            if index > 0:
-                for m in MODALITIES:
-                    spans[m].append((0.0, context_frames / lay.fps))
-            a0, a1 = round(first * samples_per_frame), round(first * samples_per_frame) + window.num_samples
-            latent = self.encode(canvas_v[first : first + window.num_frames], lay.fps, canvas_a[:, a0:a1], lay.sample_rate,
-                                 duration=window.duration)
-            latent = dataclasses.replace(latent, mask=given_spans_mask(latent.layout, spans))
-            callback = None if progress is None else (lambda info, i=index: progress(i, len(starts), info))
-            out_v, out_a, _, _ = self.decode(self.sample(latent, callback=callback, **sampling))
-            canvas_v[first : first + window.num_frames] = out_v[0]
-            canvas_a[:, a0:a1] = out_a[0]
+
+        given = {m: _shift_spans(given.get(m, []), 0.0, total.duration) for m in MODALITIES}  # the canvas ends there
+
+        def mask_of(window: Layout, begin: float) -> NoiseLevelMask:
+            return given_spans_mask(window, {m: _shift_spans(given[m], begin, begin + window.duration) for m in MODALITIES})
+
+        canvas_v, canvas_a = self._windows(canvas_v, canvas_a, total.num_frames, mask_of, context_seconds, progress, sampling)
         num_frames = max(1, round(duration * lay.fps))
-        return canvas_v[:num_frames], canvas_a[:, : round(num_frames * samples_per_frame)]
+        return canvas_v[:num_frames], canvas_a[:, : round(num_frames * lay.sample_rate / lay.fps)]
 
 
 def _shift_spans(spans: list[tuple[float, float]], begin: float, end: float) -> list[tuple[float, float]]:

@@ -170,6 +170,23 @@ def describe_mask(latent: AVLatent) -> str:
     return summary
 
 
+# --- sampling ----------------------------------------------------------------------------------
+LONG_LATENTS = {"window by window": True, "one pass": False}  # the sampler's choice -> pipeline.sample(windowed=)
+
+
+def windowed(long_latents: str) -> bool:
+    """The sampler's long_latents choice -> whether to sample window by window."""
+    if long_latents not in LONG_LATENTS:
+        raise ValueError(f"MoNL KSampler: long_latents is {long_latents!r}; expected one of {list(LONG_LATENTS)}")
+    return LONG_LATENTS[long_latents]
+
+
+def progress(info: dict, steps: int) -> tuple[int, int]:
+    """(steps done, steps in all) for the progress bar; windowed sampling runs `steps` per window."""
+    windows, window = info.get("windows", 1), info.get("window", 0)
+    return window * steps + info["i"] + 1, windows * steps
+
+
 # --- sampling previews -------------------------------------------------------------------------
 def preview_frame(model: AVDiTModel, video: torch.Tensor) -> np.ndarray:
     """The middle frame of the current x0 prediction `video` (B, C, Tv, h, w) as (H, W, 3) uint8;

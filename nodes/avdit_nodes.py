@@ -232,23 +232,32 @@ class AVDiTSampler(io.ComfyNode):
                 io.Float.Input("audio_guidance", tooltip="Guidance scale on audio (1 = off): how strongly the audio follows the given blocks.", **guidance),
                 io.Combo.Input("guidance_drop", options=["all", "video", "audio"], default="all", tooltip="The unconditional variant of guidance: which given blocks it replaces by noise (all, only the video, or only the audio)."),
                 io.Float.Input("shift", default=1.0, min=0.01, max=100.0, step=0.01, tooltip="Moves steps towards high noise (> 1) or low noise (< 1); 1 = the scheduler as is."),
+                io.Combo.Input("long_latents", options=list(adapters.LONG_LATENTS), default="window by window", optional=True,
+                               tooltip="A latent longer than the model's training window (2.125 s for the demo model): "
+                                       "'window by window' makes it one training window at a time, each given the last 0.625 s "
+                                       "of what came before, as `python -m avdit generate` does; 'one pass' samples it whole, "
+                                       "beyond the length the model was trained on (the picture often jumps where the given part "
+                                       "ends). Shorter latents are sampled the same either way."),
             ],
             outputs=[AVLatentType.Output(display_name="av_latent", tooltip="The generated latent.")],
         )
 
     @classmethod
     def execute(cls, model, av_latent, seed, steps, sampler_name, scheduler, video_guidance, audio_guidance,
-                guidance_drop, shift) -> io.NodeOutput:
+                guidance_drop, shift, long_latents="window by window") -> io.NodeOutput:
+        windowed = adapters.windowed(long_latents)
         bar = comfy.utils.ProgressBar(steps)
 
         def callback(info):
             mm.throw_exception_if_processing_interrupted()  # the user's cancel, between steps
-            bar.update_absolute(info["i"] + 1, steps, _preview(model, info["video"]))
+            done, total = adapters.progress(info, steps)
+            bar.update_absolute(done, total, _preview(model, info["video"]))
 
         with on_load_device(model):
             out = model.pipeline.sample(av_latent, steps=steps, sampler=sampler_name, scheduler=scheduler, seed=seed,
                                         video_guidance=video_guidance, audio_guidance=audio_guidance,
-                                        guidance_drop=guidance_drop, shift=shift, callback=callback)
+                                        guidance_drop=guidance_drop, shift=shift, callback=callback,
+                                        windowed=windowed)
             out = _cpu(out)
         return io.NodeOutput(out)
 

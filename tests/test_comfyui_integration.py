@@ -141,6 +141,22 @@ def test_every_example_makes_an_mp4_with_both_streams(server, name):
     assert saved_prompt == prompt
 
 
+def test_prompts_from_before_long_latents_still_run_and_one_pass_is_still_offered(server, object_info):
+    """long_latents is an optional input: API prompts saved without it sample window by window."""
+    spec = object_info["AVDiTSampler"]["input"]["optional"]["long_latents"]
+    assert spec[1]["default"] == "window by window" and "one pass" in (spec[0] if isinstance(spec[0], list) else spec[1]["options"])
+    for choice in (None, "one pass"):
+        prompt = fast(api_example("continue"))
+        for node in prompt.values():
+            if node["class_type"] == "AVDiTSampler":
+                node["inputs"].pop("long_latents")
+                if choice:
+                    node["inputs"]["long_latents"] = choice
+        entry = server.wait(server.queue(prompt))
+        assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[:3000]
+        assert mp4_streams(server.saved_files(entry)[0])["frames"] == 33
+
+
 def widget_defaults(spec: dict, prefix: str = "") -> dict:
     """API-format values of a core node's required widgets: defaults, and the first option of
     ComfyUI 0.33's dynamic combos (whose sub-inputs are named 'parent.child')."""
@@ -179,13 +195,14 @@ def test_the_trained_demo_model_continues_the_example_clip_through_the_server(se
     assert got.frames.shape[0] == 33 and got.frames.shape[1:] == source.frames.shape[1:]
     mse = ((got.frames[:given] - source.frames) ** 2).mean()
     assert 10 * np.log10(1 / float(mse)) > 35  # given exactly; only H.264 again (measured 45.8 dB)
-    per_frame = got.sample_rate // 8
+    per_frame = round(got.sample_rate / got.fps)  # audio samples per video frame
     heard = tone_agreement(source.waveform[0, : given * per_frame].numpy(), got.waveform[0, : given * per_frame].numpy())
     assert heard["pitch"] == 1.0 and heard["timbre"] == 1.0 and heard["presence"] > 0.9, heard  # 16 of 17 frames: AAC's edge
     frames = np.arange(got.frames.shape[0])
     kept = continuity_score(got.frames[None].numpy(), got.waveform[:1, : got.frames.shape[0] * per_frame].numpy(),
                             frames < given, frames < given)
     assert kept["colour_kept"] > 0.9 and kept["timbre_kept"] > 0.9, kept  # measured 1.0 and 1.0 at the example's seed
+    assert kept["no_jump"] == 1.0, kept  # window by window (the sampler's default): no jump where the given part ends
 
 
 def test_core_nodes_connect_load_audio_in_and_create_and_save_video_out(server, object_info):

@@ -138,6 +138,19 @@ def test_preview_is_the_middle_frame_of_the_current_prediction(model):
     assert len(seen) == 2 and seen[0].shape == (64, 64, 3) and seen[0].dtype.name == "uint8"
 
 
+def test_the_progress_bar_runs_over_every_window_of_a_windowed_sampling(model):
+    latent = model.pipeline.empty_latent(4.0)  # 33 frames: windows at frames 0 and 12, then 24
+    seen = []
+    model.pipeline.sample(latent, steps=2, windowed=adapters.windowed("window by window"),
+                          callback=lambda info: seen.append(adapters.progress(info, 2)))
+    assert seen == [(1, 6), (2, 6), (3, 6), (4, 6), (5, 6), (6, 6)]
+    seen.clear()
+    model.pipeline.sample(latent, steps=2, windowed=adapters.windowed("one pass"), callback=lambda info: seen.append(adapters.progress(info, 2)))
+    assert seen == [(1, 2), (2, 2)]
+    with pytest.raises(ValueError, match=r"long_latents is 'windowed'; expected one of \['window by window', 'one pass'\]"):
+        adapters.windowed("windowed")
+
+
 def test_decoded_clip_becomes_comfy_image_and_audio(model):
     frames, waveform, fps, rate = model.pipeline.decode(model.pipeline.empty_latent(2.125))
     images, audio = adapters.decoded_to_comfy(frames, waveform, rate)

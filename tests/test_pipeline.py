@@ -66,3 +66,49 @@ def test_decode_returns_the_duration_asked_for(pipe):
     assert out_frames.shape[1] == 16 and out_wave.shape[2] == 32000
     out_frames, out_wave, _, _ = pipe.decode(pipe.sample(with_task(latent, "v2a"), steps=1))
     assert out_frames.shape[1] == 16 and out_wave.shape[2] == 32000
+
+
+def test_a_long_latent_sampled_windowed_is_what_generate_makes(pipe):
+    """Windowed sampling of a 5 s latent (continue the first 2.125 s) gives back the given blocks
+    exactly and decodes to what `generate` makes window by window (the analytic codecs are exact)."""
+    frames, waveform = clip_tensors(41)
+    latent = with_task(pipe.encode(frames, 8, waveform, 16000), "continue", given_seconds=2.125)
+    assert latent.layout.num_frames == 41 and latent.layout.num_frames > pipe.config.layout.window_frames
+    out = pipe.sample(latent, steps=2, seed=1, windowed=True)
+    given_v, given_a = latent.mask.video == 0, latent.mask.audio == 0
+    hop = pipe.config.audio_codec.hop
+    assert given_v.sum() == 5 and given_a.sum() == 2.125 * 16000 // hop  # 17 frames; the audio frames inside 2.125 s
+    assert torch.equal(out.video[:, :, given_v], latent.video[:, :, given_v])
+    assert torch.equal(out.audio[:, :, given_a], latent.audio[:, :, given_a])
+    out_frames, out_wave, _, _ = pipe.decode(out)
+    made_frames, made_wave = pipe.generate(frames, 8, waveform, 16000, {"video": [(0, 2.125)], "audio": [(0, 2.125)]}, 5.125,
+                                           steps=2, seed=1)
+    torch.testing.assert_close(out_frames[0], made_frames, rtol=0, atol=1e-4)
+    torch.testing.assert_close(out_wave[0], made_wave, rtol=0, atol=1e-4)
+    one_pass, _, _, _ = pipe.decode(pipe.sample(latent, steps=2, seed=1))
+    assert (one_pass[0, 17:] - out_frames[0, 17:]).abs().max() > 0.1  # one pass is another sampling
+
+
+def test_windowed_sampling_skips_windows_with_nothing_to_generate(pipe):
+    frames, waveform = clip_tensors(41)
+    latent = with_task(pipe.encode(frames, 8, waveform, 16000), "continue", given_seconds=4.125)
+    calls = []
+    out = pipe.sample(latent, steps=3, seed=1, windowed=True, callback=lambda info: calls.append((info["window"], info["windows"], info["i"])))
+    # windows start at frames 0, 12 and 24; only the last reaches past 4.125 s (frame 33)
+    assert calls == [(2, 3, 0), (2, 3, 1), (2, 3, 2)]
+    out_frames, _, _, _ = pipe.decode(out)
+    torch.testing.assert_close(out_frames[0, :33], frames[:33], rtol=0, atol=1e-6)
+    assert pipe.sample(with_task(latent, "v2a"), steps=1, windowed=True).video.shape == latent.video.shape
+
+
+def test_a_latent_within_one_window_is_sampled_the_same_windowed_or_not(pipe):
+    frames, waveform = clip_tensors()
+    latent = with_task(pipe.encode(frames, 8, waveform, 16000), "continue", given_seconds=0.625)
+    one, windowed = pipe.sample(latent, steps=2, seed=4), pipe.sample(latent, steps=2, seed=4, windowed=True)
+    assert torch.equal(one.video, windowed.video) and torch.equal(one.audio, windowed.audio)
+
+
+def test_windowed_sampling_takes_one_clip_at_a_time(pipe):
+    latent = pipe.empty_latent(5.0, batch=2)
+    with pytest.raises(ValueError, match="windowed sampling takes a latent of batch 1; this one has batch 2"):
+        pipe.sample(latent, steps=1, windowed=True)
