@@ -197,7 +197,9 @@ def test_the_trained_demo_model_continues_the_example_clip_through_the_server(se
     assert 10 * np.log10(1 / float(mse)) > 35  # given exactly; only H.264 again (measured 45.8 dB)
     per_frame = round(got.sample_rate / got.fps)  # audio samples per video frame
     heard = tone_agreement(source.waveform[0, : given * per_frame].numpy(), got.waveform[0, : given * per_frame].numpy())
-    assert heard["pitch"] == 1.0 and heard["timbre"] == 1.0 and heard["presence"] > 0.9, heard  # 16 of 17 frames: AAC's edge
+    # 16 of 17 frames at least: AAC's edge, and the last given frame's audio is decoded together
+    # with the generated audio after it (measured: presence 16/17 in one pass; timbre and level 16/17 window by window)
+    assert heard["pitch"] == 1.0 and heard["timbre"] > 0.9 and heard["presence"] > 0.9, heard
     frames = np.arange(got.frames.shape[0])
     kept = continuity_score(got.frames[None].numpy(), got.waveform[:1, : got.frames.shape[0] * per_frame].numpy(),
                             frames < given, frames < given)
@@ -279,7 +281,9 @@ def test_interrupt_stops_sampling_within_one_step(server):
                 continue
             data = message.get("data", {})
             if message["type"] == "progress" and data.get("node") == sampler and data.get("prompt_id") == prompt_id:
-                assert data["max"] == steps
+                # the 33-frame clip is sampled window by window (windows at frames 0, 12 and 24; the
+                # first, all given, is skipped), and the bar runs over all three windows' steps
+                assert data["max"] == 3 * steps
                 values.append(data["value"])
                 if interrupted_at is None and data["value"] >= 3:
                     interrupted_at = data["value"]
@@ -289,7 +293,7 @@ def test_interrupt_stops_sampling_within_one_step(server):
                 ending = message["type"]
     finally:
         socket.close()
-    print(f"\ninterrupt after step {interrupted_at}; last step reported {max(values)} of {steps}")
+    print(f"\ninterrupt after step {interrupted_at}; last step reported {max(values)} of {3 * steps}")
     assert ending == "execution_interrupted", (ending, values[-5:])
     # the step running when the cancel arrived may finish and report; no further step does
     assert max(values) <= interrupted_at + 1, (interrupted_at, values[-5:])
