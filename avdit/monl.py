@@ -97,11 +97,6 @@ class NoiseLevelMask:
     def anything_given(self) -> bool:
         return bool((self.video < 1).any() or (self.audio < 1).any())
 
-    @property
-    def anything_generated(self) -> bool:
-        """Whether sampling has anything to do: some level above 0 (wholly or partly re-drawn)."""
-        return bool((self.video > 0).any() or (self.audio > 0).any())
-
 
 def given_spans_mask(layout: Layout, spans: dict[str, list[tuple[float, float]]], given_level: float = 0.0) -> NoiseLevelMask:
     """Level `given_level` on the latent frames each modality's spans (seconds) cover, 1 elsewhere."""

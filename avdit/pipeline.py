@@ -269,83 +269,25 @@ class AVDiTPipeline:
         everything = NoiseLevelMask(torch.zeros_like(mask.video), torch.zeros_like(mask.audio))
         return AVLatent(video, audio, layout, everything, seconds=latent.seconds)
 
-    def _windows(self, canvas_v: torch.Tensor, canvas_a: torch.Tensor, num_frames: int, mask_of, context_seconds: float | None,
-                 progress, sampling: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """Make `num_frames` frames of the canvas (frames (F, H, W, 3), waveform (C, S) at the
-        native rates) window by window; `mask_of(window_layout, begin_seconds)` gives each
-        window's levels before its context is added. Returns the canvas, at least `num_frames` long."""
-        lay = self.config.layout
-        window = Layout.from_config(self.config, num_frames=min(lay.window_frames, num_frames))
-        if context_seconds is None:
-            context_seconds = window.video_spans[min(1, window.video_latent_frames - 1), 1].item()
-        context_frames = max(1, round(context_seconds * lay.fps))
-        hop = window.num_frames - context_frames
-        if num_frames > window.num_frames and hop < 1:
-            raise ValueError(f"context_seconds {context_seconds} leaves no new frames in a {window.duration} s window")
-        starts = [0]
-        while starts[-1] + window.num_frames < num_frames:
-            starts.append(starts[-1] + hop)
-        canvas_frames = starts[-1] + window.num_frames
-        samples_per_frame = lay.sample_rate / lay.fps
-        canvas_v = torch.cat([canvas_v[:canvas_frames], canvas_v.new_zeros(max(0, canvas_frames - canvas_v.shape[0]), *canvas_v.shape[1:])])
-        samples = round(canvas_frames * samples_per_frame)
-        canvas_a = torch.nn.functional.pad(canvas_a[:, :samples], (0, max(0, samples - canvas_a.shape[1])))
-        context = {m: window.covered([(0.0, context_frames / lay.fps)], m) for m in MODALITIES}
-        for index, first in enumerate(starts):
-            mask = mask_of(window, first / lay.fps)
-            if index > 0:  # the end of the previous window is this one's given context
-                mask = NoiseLevelMask(*(torch.where(context[m], 0.0, getattr(mask, m)) for m in MODALITIES))
-            if not mask.anything_generated:
-                continue
-            a0, a1 = round(first * samples_per_frame), round(first * samples_per_frame) + window.num_samples
-            latent = self.encode(canvas_v[first : first + window.num_frames], lay.fps, canvas_a[:, a0:a1], lay.sample_rate,
-                                 duration=window.duration)
-            latent = dataclasses.replace(latent, mask=mask)
-            callback = None if progress is None else (lambda info, i=index: progress(i, len(starts), info))
-            out_v, out_a, _, _ = self.decode(self.sample(latent, callback=callback, **sampling))
-            canvas_v[first : first + window.num_frames] = out_v[0]
-            canvas_a[:, a0:a1] = out_a[0]
-        return canvas_v, canvas_a
-
     @torch.no_grad()
     def generate(self, frames: torch.Tensor | None, fps: float | None, waveform: torch.Tensor | None,
                  sample_rate: int | None, given: dict[str, list[tuple[float, float]]], duration: float,
                  context_seconds: float | None = None, progress=None, **sampling) -> tuple[torch.Tensor, torch.Tensor]:
         """Generate `duration` seconds, keeping the `given` spans (seconds, per modality) of the input.
 
-        Up to one training window is made in one pass. Longer outputs are made window by window:
-        each window after the first is given the last `context_seconds` (default: the first two
-        segments' worth, 5 frames at 8 fps) of the previous window's audio and video, plus any
-        given input that falls inside it; a window with nothing to generate is skipped. Returns
-        frames (F, H, W, 3) and waveform (C, S) at the model's native fps and sample rate,
-        `duration` long (rounded to whole frames). `sampling` goes to `sample` (steps, sampler,
-        seed, ...); `progress(window, windows, info)` is called at every step.
+        The input is encoded, masked to keep the given spans, sampled (`sample` with `windowed`:
+        up to one training window in one pass, longer outputs window by window, each window given
+        the last `context_seconds` of what came before) and decoded. Returns frames (F, H, W, 3)
+        and waveform (C, S) at the model's native fps and sample rate, `duration` long (rounded
+        to whole frames). `sampling` goes to `sample` (steps, sampler, seed, ...);
+        `progress(window, windows, info)` is called at every step.
         """
-        lay = self.config.layout
-        total = Layout.from_config(self.config, duration=duration)
-        canvas_v = torch.zeros(total.num_frames, lay.height, lay.width, 3)
-        canvas_a = torch.zeros(self.config.audio_codec.channels, total.num_samples)
-        if frames is not None:
-            native = media.conform_video(frames, fps, lay.fps, size=(lay.height, lay.width))[: total.num_frames]
-            canvas_v[: native.shape[0]] = native
-        if waveform is not None:
-            native = media.conform_audio(waveform, sample_rate, lay.sample_rate, self.config.audio_codec.channels)
-            native = native[:, : total.num_samples]
-            canvas_a[:, : native.shape[1]] = native
-
-        given = {m: _shift_spans(given.get(m, []), 0.0, total.duration) for m in MODALITIES}  # the canvas ends there
-
-        def mask_of(window: Layout, begin: float) -> NoiseLevelMask:
-            return given_spans_mask(window, {m: _shift_spans(given[m], begin, begin + window.duration) for m in MODALITIES})
-
-        canvas_v, canvas_a = self._windows(canvas_v, canvas_a, total.num_frames, mask_of, context_seconds, progress, sampling)
-        num_frames = max(1, round(duration * lay.fps))
-        return canvas_v[:num_frames], canvas_a[:, : round(num_frames * lay.sample_rate / lay.fps)]
-
-
-def _shift_spans(spans: list[tuple[float, float]], begin: float, end: float) -> list[tuple[float, float]]:
-    """The parts of `spans` inside [begin, end), in seconds from `begin`."""
-    return [(max(a, begin) - begin, min(b, end) - begin) for a, b in spans if min(b, end) > max(a, begin)]
+        latent = self.encode(frames, fps, waveform, sample_rate, duration=duration)
+        latent = dataclasses.replace(latent, mask=given_spans_mask(latent.layout, {m: given.get(m, []) for m in MODALITIES}))
+        callback = None if progress is None else (lambda info: progress(info.get("window", 0), info.get("windows", 1), info))
+        out = self.sample(latent, callback=callback, windowed=True, context_seconds=context_seconds, **sampling)
+        out_frames, out_waveform, _, _ = self.decode(out)
+        return out_frames[0], out_waveform[0]
 
 
 def load_codec_config_and_tensors(codecs: str | os.PathLike | None = None) -> tuple[AVDiTConfig, dict, tuple[VideoCodec, AudioCodec]]:
