@@ -241,13 +241,13 @@ class AVDiTPipeline:
             # alone, lies inside long latent first/stride, whose level it takes)
             rows_v = first // stride + torch.arange(window.video_latent_frames)
             rows_a = round(first * samples_per_frame) // layout.hop + torch.arange(window.audio_latent_frames)
-            in_v, in_a = rows_v < video.shape[2], rows_a < audio.shape[2]
+            in_v, in_a = rows_v < video.shape[2], rows_a < audio.shape[2]  # inside the clip; past it: padding
             levels_v = torch.where(in_v, todo_v[rows_v.clamp(max=video.shape[2] - 1)], 1.0)
             levels_a = torch.where(in_a, todo_a[rows_a.clamp(max=audio.shape[2] - 1)], 1.0)
             # an audio frame reaching past the window's end is the window's padding: made, not kept
             # (unless the clip ends there too)
-            in_a &= (window.audio_spans[:, 1] <= window.duration + 1e-6) | (rows_a == audio.shape[2] - 1)
-            made_v, made_a = (levels_v > 0) & in_v, (levels_a > 0) & in_a
+            kept_a = in_a & ((window.audio_spans[:, 1] <= window.duration + 1e-6) | (rows_a == audio.shape[2] - 1))
+            made_v, made_a = (levels_v > 0) & in_v, (levels_a > 0) & kept_a
             if layout.causal and first > 0:
                 made_v[0] = False  # frame `first` alone: made by the window before (it overlaps this one)
             if not bool(made_v.any() or made_a.any()):
@@ -255,8 +255,7 @@ class AVDiTPipeline:
             cut_v = video.new_zeros(1, video.shape[1], window.video_latent_frames, *video.shape[3:])
             cut_a = audio.new_zeros(1, audio.shape[1], window.audio_latent_frames)
             cut_v[:, :, in_v] = video[:, :, rows_v[in_v]]
-            present = rows_a < audio.shape[2]
-            cut_a[:, :, present] = audio[:, :, rows_a[present]]
+            cut_a[:, :, in_a] = audio[:, :, rows_a[in_a]]
             if layout.causal and first > 0:
                 frame = self.video_codec.decode(video[:, :, : first // stride + 1].float())[:, first : first + 1]
                 cut_v[:, :, :1] = self.video_codec.encode(frame).to(cut_v)
