@@ -1,6 +1,7 @@
 """One safetensors file per checkpoint: tensors under `denoiser.`, `video_codec.`, `audio_codec.`
-(and `train.` in the `.resume.safetensors` file training writes beside a checkpoint: the raw
-weights behind the EMA `denoiser.`, for resuming), the full `AVDiTConfig` as JSON in the metadata, with a format version.
+(and, in the `.resume.safetensors` file training writes beside a checkpoint, what resuming needs:
+`train.` the raw weights behind the EMA `denoiser.`, `optim.` the optimizer's moments, `rng.` each
+process's random-number generator states), the full `AVDiTConfig` as JSON in the metadata, with a format version.
 
 Loading reads only safetensors (no pickle, ever) and refuses a bad file with a message that
 names the file and what is wrong with it.
@@ -18,7 +19,7 @@ from safetensors.torch import save_file
 
 from avdit.config import FORMAT_VERSION, AVDiTConfig
 
-PREFIXES = ("denoiser.", "video_codec.", "audio_codec.", "train.")
+PREFIXES = ("denoiser.", "video_codec.", "audio_codec.", "train.", "optim.", "rng.")
 
 
 class CheckpointError(ValueError):

@@ -52,7 +52,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from avdit.checkpoint import load_checkpoint, load_state, save_checkpoint  # noqa: E402
+from avdit.checkpoint import CheckpointError, load_checkpoint, load_state, save_checkpoint  # noqa: E402
 from avdit.config import AVDiTConfig  # noqa: E402
 from avdit.monl import STRATEGIES  # noqa: E402
 
@@ -113,7 +113,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--ema", type=float, default=0.999, help="EMA decay of the saved weights")
     parser.add_argument("--grad-checkpointing", action="store_true", help="recompute block activations in backward")
-    parser.add_argument("--resume", default=None, help="continue from this checkpoint (EMA, step count, and the raw weights in its .resume.safetensors sibling); "
+    parser.add_argument("--resume", default=None, help="continue exactly where this checkpoint stopped (EMA, step count, and the raw weights, optimizer state and "
+                        "random-number generators in its .resume.safetensors sibling); "
                         "its preset, schedule, strategy and mixture carry on, and options that would change them are refused")
     parser.add_argument("--save-dtype", default="float32", choices=["float32", "bfloat16"], help="dtype of the saved (EMA) denoiser weights; bfloat16 halves the file (the resume state stays float32)")
     parser.add_argument("--save-every", type=int, default=1000)
@@ -231,12 +232,16 @@ def run(args) -> int:
     Schedule(config.schedule)  # refuse a bad --schedule before any work
     model = AVDiT(config).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
+    resume_state, raw_file = {}, None
     if resume_tensors is not None:
         load_state(ema, resume_tensors, "denoiser.", args.resume)
         raw_file = resume_path(args.resume)
         if raw_file.is_file():  # the raw weights behind the EMA; without them training restarts from the EMA
-            load_state(model, load_checkpoint(raw_file)[1], "train.", raw_file)
+            resume_state = load_checkpoint(raw_file)[1]
+            load_state(model, resume_state, "train.", raw_file)
         else:
+            print(f"train: {raw_file} is missing: training goes on from the EMA weights, with a fresh optimizer "
+                  "and data order", file=sys.stderr)
             load_state(model, resume_tensors, "denoiser.", args.resume)
     video, audio = encode_dataset(config, [c.to(device) for c in codecs], args.data, args.clips, device, args.cache)
     layout = Layout.from_config(config)
@@ -253,13 +258,26 @@ def run(args) -> int:
     warmup = lambda step: min(1.0, (step + 1) / max(1, args.warmup))
     generator = torch.Generator(device=device).manual_seed(args.seed * 1000 + rank)
     index_gen = torch.Generator().manual_seed(args.seed * 1000 + rank)
+    generators = {"noise": generator, "index": index_gen}
+    loss_avg = None
+    if raw_file is not None and resume_state:  # pick up exactly where the saved run stopped
+        _restore(resume_state, raw_file, model, optimizer, generators, rank, world, config.training.get("processes", 1))
+        loss_avg = config.training.get("final_loss")
     log_path = Path(args.log or Path(args.output).with_suffix(".jsonl"))
     if rank == 0 and not args.resume:
         log_path.unlink(missing_ok=True)  # a fresh run starts a fresh log; --resume appends to it
     started = time.time()
-    tensors_of = lambda: _checkpoint_tensors(model, ema, codec_tensors, getattr(torch, args.save_dtype))
-    step = start_step
-    loss_avg = None
+    seconds_before = float(config.training.get("seconds", 0)) if args.resume else 0.0
+
+    def save(done: int) -> None:  # every process takes part (its generator states go into the resume file)
+        states = _generator_states(generators, world, device)
+        if rank == 0:
+            tensors, resume = _checkpoint_tensors(model, ema, codec_tensors, getattr(torch, args.save_dtype))
+            resume.update(_optimizer_tensors(model, optimizer))
+            resume.update(states)
+            _save(args, config, (tensors, resume), done, seconds_before + time.time() - started, world, loss_avg)
+
+    done = saved = start_step
     for step in range(start_step, args.steps):
         for group in optimizer.param_groups:
             group["lr"] = args.lr * warmup(step)
@@ -277,18 +295,26 @@ def run(args) -> int:
         loss_value = loss.item()
         loss_avg = loss_value if loss_avg is None else 0.98 * loss_avg + 0.02 * loss_value
         elapsed = time.time() - started
+        done = step + 1
         out_of_time = args.minutes is not None and elapsed > args.minutes * 60
-        if rank == 0:
-            if step % 10 == 0 or step == args.steps - 1:
-                print(f"\rstep {step + 1}/{args.steps}  loss {loss_avg:.4f}  {elapsed / 60:.1f} min", end="", file=sys.stderr, flush=True)
-                with open(log_path, "a") as log:
-                    log.write(json.dumps({"step": step + 1, "loss": loss_value, "loss_avg": loss_avg, "lr": optimizer.param_groups[0]["lr"], "seconds": elapsed}) + "\n")
-            if (step + 1) % args.save_every == 0 or out_of_time:
-                _save(args, config, tensors_of(), step + 1, elapsed, world, loss_avg)
+        if world > 1 and args.minutes is not None:  # the clocks differ: every process stops at the same step
+            import torch.distributed as dist
+
+            flag = torch.tensor([float(out_of_time)], device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            out_of_time = bool(flag.item())
+        if rank == 0 and (step % 10 == 0 or step == args.steps - 1):
+            print(f"\rstep {done}/{args.steps}  loss {loss_avg:.4f}  {elapsed / 60:.1f} min", end="", file=sys.stderr, flush=True)
+            with open(log_path, "a") as log:
+                log.write(json.dumps({"step": done, "loss": loss_value, "loss_avg": loss_avg, "lr": optimizer.param_groups[0]["lr"], "seconds": seconds_before + elapsed}) + "\n")
+        if done % args.save_every == 0 or out_of_time:
+            save(done)
+            saved = done
         if out_of_time:
             break
+    if saved != done or done == start_step:
+        save(done)
     if rank == 0:
-        _save(args, config, tensors_of(), step + 1, time.time() - started, world, loss_avg)
         print(f"\nsaved {args.output}", file=sys.stderr)
     if world > 1:
         import torch.distributed as dist
@@ -343,6 +369,60 @@ def _checkpoint_tensors(model, ema, codec_tensors, dtype: torch.dtype = torch.fl
     tensors = {f"denoiser.{k}": v.to(dtype) if v.is_floating_point() else v for k, v in ema.state_dict().items()}
     tensors.update(codec_tensors)
     return tensors, {f"train.{k}": v for k, v in model.state_dict().items()}
+
+
+def _optimizer_tensors(model, optimizer) -> dict:
+    """The optimizer's per-parameter state (AdamW: step, exp_avg, exp_avg_sq) as `optim.<state>.<parameter>`."""
+    tensors = {}
+    for name, p in model.named_parameters():
+        for key, value in optimizer.state.get(p, {}).items():
+            tensors[f"optim.{key}.{name}"] = value
+    return tensors
+
+
+def _generator_states(generators: dict, world: int, device) -> dict:
+    """`rng.<name>.<rank>`: every process's generator states (a collective call under torchrun)."""
+    states = {}
+    for name, gen in generators.items():
+        state = gen.get_state()
+        if world > 1:
+            import torch.distributed as dist
+
+            gathered = [torch.empty_like(state, device=device) for _ in range(world)]
+            dist.all_gather(gathered, state.to(device))
+            states.update({f"rng.{name}.{r}": s.cpu() for r, s in enumerate(gathered)})
+        else:
+            states[f"rng.{name}.0"] = state
+    return states
+
+
+def _restore(tensors: dict, path, model, optimizer, generators: dict, rank: int, world: int, saved_world: int) -> None:
+    """Load the optimizer state and this process's generator states from a resume file, so that
+    resuming gives the model an unbroken run would have; say what cannot be restored."""
+    params = dict(model.named_parameters())
+    by_param = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            state, _, name = key[len("optim."):].partition(".")
+            if name not in params:
+                raise CheckpointError(f"{path}: optimizer state '{key}' is for a parameter the model does not have")
+            by_param.setdefault(name, {})[state] = value
+    if by_param:
+        if set(by_param) != set(params):
+            missing = sorted(set(params) - set(by_param))
+            raise CheckpointError(f"{path}: optimizer state is missing for {len(missing)} parameter(s), e.g. '{missing[0]}'")
+        full = optimizer.state_dict()
+        full["state"] = {i: by_param[name] for i, name in enumerate(params)}  # param_groups list them in this order
+        optimizer.load_state_dict(full)
+    own = {name: tensors.get(f"rng.{name}.{rank}") for name in generators}
+    if not by_param or any(state is None for state in own.values()) or saved_world != world:
+        print(f"train: {path} was saved " + (f"by {saved_world} processes and this run has {world}" if saved_world != world
+                                                else "without optimizer or generator state (an older version)")
+              + ": the weights carry on, the optimizer or the data order start afresh", file=sys.stderr)
+    if saved_world == world:
+        for name, gen in generators.items():
+            if own[name] is not None:
+                gen.set_state(own[name])
 
 
 def _save(args, config, tensor_sets, step, seconds, world, loss) -> None:

@@ -33,7 +33,8 @@ def test_train_writes_a_checkpoint_the_pipeline_loads_and_resumes(tmp_path):
     _, tensors = load_checkpoint(out)
     assert not any(k.startswith("train.") for k in tensors)  # the checkpoint holds the model only
     _, resume_state = load_checkpoint(tmp_path / "m.resume.safetensors")  # raw weights beside it, for resuming
-    assert set(resume_state) == {k.replace("denoiser.", "train.", 1) for k in tensors if k.startswith("denoiser.")}
+    raw = {k for k in resume_state if k.startswith("train.")}
+    assert raw == {k.replace("denoiser.", "train.", 1) for k in tensors if k.startswith("denoiser.")}
 
     resumed = tmp_path / "m2.safetensors"
     train(tmp_path, "--output", str(resumed), "--steps", "6", "--resume", str(out), "--log", str(tmp_path / "m.jsonl"))
@@ -61,7 +62,7 @@ def test_bfloat16_save_halves_the_denoiser_and_still_loads(tmp_path):
     pipe = AVDiTPipeline.load(half)  # loads into the float32 model
     assert next(pipe.denoiser.parameters()).dtype == torch.float32
     _, raw = load_checkpoint(tmp_path / "half.resume.safetensors")
-    assert all(v.dtype == torch.float32 for v in raw.values())  # resuming keeps full precision
+    assert all(v.dtype == torch.float32 for k, v in raw.items() if k.startswith(("train.", "optim.")))  # resuming keeps full precision
 
 
 def test_latent_cache_is_reused_only_for_the_same_data_and_codecs(tmp_path):
@@ -77,11 +78,50 @@ def test_latent_cache_is_reused_only_for_the_same_data_and_codecs(tmp_path):
     assert load_file(cache)["video"].shape[0] == 8
 
 
-def test_two_processes_under_torchrun(tmp_path):
-    out = tmp_path / "ddp.safetensors"
-    train(tmp_path, "--output", str(out), "--steps", "3",
-          launcher=(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "avdit"))
+def assert_same_training(a, b):
+    """Two checkpoints (and their resume files) hold bit-identical weights, optimizer state and loss."""
+    import torch
+
+    for x, y in ((a, b), (a.with_name(a.stem + ".resume.safetensors"), b.with_name(b.stem + ".resume.safetensors"))):
+        (cx, tx), (cy, ty) = load_checkpoint(x), load_checkpoint(y)
+        assert set(tx) == set(ty)
+        different = [k for k in tx if not torch.equal(tx[k], ty[k])]
+        assert not different, f"{x.name} and {y.name} differ in {len(different)} tensors, e.g. {different[:3]}"
+        assert cx.training["steps"] == cy.training["steps"] and cx.training["final_loss"] == cy.training["final_loss"]
+
+
+def test_stopping_on_minutes_and_resuming_gives_the_model_an_unbroken_run_gives(tmp_path):
+    full, part = tmp_path / "full.safetensors", tmp_path / "part.safetensors"
+    train(tmp_path, "--output", str(full), "--steps", "5", "--warmup", "3")
+    result = train(tmp_path, "--output", str(part), "--steps", "5", "--warmup", "3", "--minutes", "0")  # stops after step 1
+    assert read_config(part).training["steps"] == 1 and "train:" not in result.stderr
+    _, state = load_checkpoint(tmp_path / "part.resume.safetensors")
+    assert {k.split(".")[0] for k in state} == {"train", "optim", "rng"}
+    result = train(tmp_path, "--output", str(part), "--steps", "5", "--warmup", "3", "--resume", str(part))
+    assert "start afresh" not in result.stderr
+    assert_same_training(full, part)  # same weights, optimizer moments, data order and noise: nothing replayed
+
+
+def test_resuming_without_the_resume_file_says_what_starts_afresh(tmp_path):
+    out = tmp_path / "m.safetensors"
+    train(tmp_path, "--output", str(out), "--steps", "2")
+    (tmp_path / "m.resume.safetensors").unlink()
+    result = train(tmp_path, "--output", str(out), "--steps", "3", "--resume", str(out))
+    assert f"train: {tmp_path / 'm.resume.safetensors'} is missing: training goes on from the EMA weights" in result.stderr
+    assert read_config(out).training["steps"] == 3
+
+
+def test_two_processes_under_torchrun_and_resuming_them(tmp_path):
+    torchrun = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "avdit")
+    out, part = tmp_path / "ddp.safetensors", tmp_path / "part.safetensors"
+    train(tmp_path, "--output", str(out), "--steps", "3", launcher=torchrun)
     assert read_config(out).training["processes"] == 2
+    _, state = load_checkpoint(tmp_path / "ddp.resume.safetensors")
+    assert {k for k in state if k.startswith("rng.")} == {"rng.noise.0", "rng.noise.1", "rng.index.0", "rng.index.1"}
+    train(tmp_path, "--output", str(part), "--steps", "3", "--minutes", "0", launcher=torchrun)  # both stop at step 1
+    assert read_config(part).training["steps"] == 1
+    train(tmp_path, "--output", str(part), "--steps", "3", "--resume", str(part), launcher=torchrun)
+    assert_same_training(out, part)
 
 
 def test_bad_strategy_is_refused(tmp_path):
