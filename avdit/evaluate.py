@@ -51,7 +51,7 @@ JUMP_PIXELS = 3.0 * math.hypot(2.0, 3.0)  # three of the data's random-walk step
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default="docs/RESULTS.md", help="Markdown report to write (the JSON and PNG go beside it)")
-    parser.add_argument("--workdir", default=os.path.join(Path.home(), ".cache", "avdit", "eval"), help="where the trained models go")
+    parser.add_argument("--workdir", default=os.path.join(Path.home(), ".cache", "avdit", "eval"), help="where the trained models go (with their resume files: a larger --train-steps trains them on)")
     parser.add_argument("--strategies", default=",".join(GENERAL + tuple(SPECIFIC.values())), help="comma-separated strategies to train and score")
     parser.add_argument("--checkpoint", action="append", default=None, metavar="PATH",
                         help="score these trained checkpoints on every task instead of training the strategies (repeatable)")
@@ -199,28 +199,40 @@ def continuity_score(video: np.ndarray, audio: np.ndarray, given_video: np.ndarr
 
 
 def train_model(strategy: str, args, workdir: Path) -> Path:
+    """The workdir's model of `strategy` trained for args.train_steps: reused when it is there, trained on
+    from a shorter run of the same settings whose resume file is kept (resuming is exact, so that is the
+    model a fresh run would give), trained afresh otherwise."""
     from avdit import train
+    from avdit.checkpoint import read_config
 
     path = workdir / f"{strategy.replace(':', '-')}.safetensors"
+    warmup = min(200, args.train_steps // 4)
+    resume = False
     if path.is_file() and not args.retrain:
-        from avdit.checkpoint import read_config
-
         done = read_config(path).training
         if done.get("steps") == args.train_steps and done.get("preset") == args.preset and done.get("strategy") == strategy:
             print(f"eval: {strategy}: using {path} (trained in {done.get('seconds', 0):.0f} s)", file=sys.stderr)
             return path
+        same = {"preset": args.preset, "strategy": strategy, "batch_per_process": args.batch, "lr": args.lr,
+                "clips": args.clips, "seed": args.seed, "warmup": warmup, "processes": 1, "codecs": args.codecs}
+        resume = (all(done.get(k) == v for k, v in same.items()) and done.get("steps", 0) < args.train_steps
+                  and train.resume_path(path).is_file())
+        if resume:
+            print(f"eval: {strategy}: training {path} on from {done['steps']} to {args.train_steps} steps", file=sys.stderr)
     parser = argparse.ArgumentParser()
     train.add_arguments(parser)
     argv = ["--output", str(path), "--strategy", strategy, "--preset", args.preset, "--steps", str(args.train_steps),
             "--batch", str(args.batch), "--lr", str(args.lr), "--clips", str(args.clips), "--cache", args.cache,
-            "--seed", str(args.seed), "--save-every", str(10**9), "--warmup", str(min(200, args.train_steps // 4))]
+            "--seed", str(args.seed), "--save-every", str(10**9), "--warmup", str(warmup)]
+    if resume:
+        argv += ["--resume", str(path)]
     if args.codecs:
         argv += ["--codecs", args.codecs]
-    print(f"eval: training {strategy} ({args.train_steps} steps)", file=sys.stderr)
+    if not resume:
+        print(f"eval: training {strategy} ({args.train_steps} steps)", file=sys.stderr)
     train.run(parser.parse_args(argv))
     print(file=sys.stderr)
-    train.resume_path(path).unlink(missing_ok=True)
-    return path
+    return path  # its resume file stays beside it, so that a larger --train-steps can train it on
 
 
 def run_task(pipe, task: str, video_latent, audio_latent, layout, args) -> tuple[np.ndarray, np.ndarray]:

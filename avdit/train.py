@@ -264,8 +264,10 @@ def run(args) -> int:
         _restore(resume_state, raw_file, model, optimizer, generators, rank, world, config.training.get("processes", 1))
         loss_avg = config.training.get("final_loss")
     log_path = Path(args.log or Path(args.output).with_suffix(".jsonl"))
-    if rank == 0 and not args.resume:
-        log_path.unlink(missing_ok=True)  # a fresh run starts a fresh log; --resume appends to it
+    if rank == 0:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        if not args.resume:
+            log_path.unlink(missing_ok=True)  # a fresh run starts a fresh log; --resume appends to it
     started = time.time()
     seconds_before = float(config.training.get("seconds", 0)) if args.resume else 0.0
 
@@ -431,6 +433,7 @@ def _save(args, config, tensor_sets, step, seconds, world, loss) -> None:
         **config.training, "steps": step, "data": args.data, "clips": args.clips, "strategy": args.strategy,
         "batch_per_process": args.batch, "processes": world, "lr": args.lr, "seconds": round(seconds, 1),
         "final_loss": loss, "device": args.device, "preset": args.preset, "save_dtype": args.save_dtype,
+        "seed": args.seed, "warmup": args.warmup, "weight_decay": args.weight_decay, "ema": args.ema, "codecs": args.codecs,
     })
     save_checkpoint(resume_path(args.output), config, resume_state)
     save_checkpoint(args.output, config, tensors)

@@ -104,8 +104,35 @@ def test_eval_trains_every_strategy_and_writes_the_report(tmp_path):
     assert len(data["results"]["monl"]["a2v"]["clip_counts"]) == 3
     with open(tmp_path / "results.png", "rb") as png:
         assert png.read(8) == b"\x89PNG\r\n\x1a\n"
-    assert sorted(p.suffix for p in (tmp_path / "models").iterdir() if p.suffix == ".safetensors") == [".safetensors"] * 9
-    assert not any(p.name.endswith(".resume.safetensors") for p in (tmp_path / "models").iterdir())
+    models = sorted(p.name for p in (tmp_path / "models").iterdir() if p.suffix == ".safetensors")
+    assert models == sorted(f"{s.replace(':', '-')}{end}" for s in strategies for end in (".safetensors", ".resume.safetensors"))
+    # (the resume files are kept, so that a larger --train-steps trains these models on)
+
+
+def test_a_larger_budget_trains_the_workdir_model_on_and_gives_the_fresh_run_model(tmp_path, capsys):
+    import argparse
+
+    import torch
+
+    from avdit.checkpoint import load_checkpoint, read_config
+    from avdit.evaluate import add_arguments, train_model
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = lambda steps, **more: parser.parse_args(["--preset", "tiny", "--train-steps", str(steps), "--batch", "2", "--clips", "16",
+                                                    "--cache", str(tmp_path / "cache.safetensors"), "--codecs", "analytic",
+                                                    *[f"--{k}={v}" for k, v in more.items()]])
+    on = train_model("per_modality", args(4), tmp_path / "on")  # warm-up min(200, steps // 4) is 1 at both budgets
+    assert read_config(on).training["steps"] == 4
+    capsys.readouterr()
+    assert train_model("per_modality", args(7), tmp_path / "on") == on
+    assert f"eval: per_modality: training {on} on from 4 to 7 steps" in capsys.readouterr().err
+    fresh = train_model("per_modality", args(7), tmp_path / "fresh")
+    (_, a), (_, b) = load_checkpoint(on), load_checkpoint(fresh)
+    assert read_config(on).training["steps"] == 7 and all(torch.equal(a[k], b[k]) for k in a)
+    train_model("per_modality", args(8, seed=1), tmp_path / "on")  # another seed: not the same run, trained afresh
+    assert "eval: training per_modality (8 steps)" in capsys.readouterr().err
+    assert read_config(on).training["seed"] == 1
 
 
 def test_eval_scores_given_checkpoints_on_every_task_without_training(tmp_path):

@@ -91,8 +91,9 @@ def assert_same_training(a, b):
 
 
 def test_stopping_on_minutes_and_resuming_gives_the_model_an_unbroken_run_gives(tmp_path):
-    full, part = tmp_path / "full.safetensors", tmp_path / "part.safetensors"
-    train(tmp_path, "--output", str(full), "--steps", "5", "--warmup", "3")
+    full, part = tmp_path / "runs" / "full.safetensors", tmp_path / "part.safetensors"
+    train(tmp_path, "--output", str(full), "--steps", "5", "--warmup", "3")  # into a folder that is not there yet
+    assert (tmp_path / "runs" / "full.jsonl").is_file()
     result = train(tmp_path, "--output", str(part), "--steps", "5", "--warmup", "3", "--minutes", "0")  # stops after step 1
     assert read_config(part).training["steps"] == 1 and "train:" not in result.stderr
     _, state = load_checkpoint(tmp_path / "part.resume.safetensors")
