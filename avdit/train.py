@@ -417,14 +417,15 @@ def _restore(tensors: dict, path, model, optimizer, generators: dict, rank: int,
         full["state"] = {i: by_param[name] for i, name in enumerate(params)}  # param_groups list them in this order
         optimizer.load_state_dict(full)
     own = {name: tensors.get(f"rng.{name}.{rank}") for name in generators}
-    if not by_param or any(state is None for state in own.values()) or saved_world != world:
-        print(f"train: {path} was saved " + (f"by {saved_world} processes and this run has {world}" if saved_world != world
-                                                else "without optimizer or generator state (an older version)")
-              + ": the weights carry on, the optimizer or the data order start afresh", file=sys.stderr)
-    if saved_world == world:
+    fresh = [] if by_param else ["the optimizer"]
+    if saved_world == world and all(state is not None for state in own.values()):
         for name, gen in generators.items():
-            if own[name] is not None:
-                gen.set_state(own[name])
+            gen.set_state(own[name])
+    else:
+        fresh.append("the data order and noise")
+    if fresh and rank == 0:
+        why = f"by {saved_world} processes and this run has {world}" if saved_world != world else "by an older version"
+        print(f"train: {path} was saved {why}: the weights carry on, {' and '.join(fresh)} start afresh", file=sys.stderr)
 
 
 def _save(args, config, tensor_sets, step, seconds, world, loss) -> None:

@@ -104,8 +104,16 @@ def test_stopping_on_minutes_and_resuming_gives_the_model_an_unbroken_run_gives(
 
 
 def test_resuming_without_the_resume_file_says_what_starts_afresh(tmp_path):
+    from avdit.checkpoint import save_checkpoint
+
     out = tmp_path / "m.safetensors"
     train(tmp_path, "--output", str(out), "--steps", "2")
+    raw = tmp_path / "m.resume.safetensors"
+    config, state = load_checkpoint(raw)
+    save_checkpoint(raw, config, {k: v for k, v in state.items() if k.startswith("train.")})  # as versions before this one wrote it
+    result = train(tmp_path, "--output", str(out), "--steps", "3", "--resume", str(out))
+    assert (f"train: {raw} was saved by an older version: the weights carry on, the optimizer and the data order and "
+            "noise start afresh") in result.stderr
     (tmp_path / "m.resume.safetensors").unlink()
     result = train(tmp_path, "--output", str(out), "--steps", "3", "--resume", str(out))
     assert f"train: {tmp_path / 'm.resume.safetensors'} is missing: training goes on from the EMA weights" in result.stderr
