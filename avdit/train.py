@@ -321,6 +321,7 @@ def run(args) -> int:
     if world > 1:
         import torch.distributed as dist
 
+        dist.barrier()  # the others wait for rank 0's save: a process group torn down mid-way can abort (gloo)
         dist.destroy_process_group()
     return 0
 

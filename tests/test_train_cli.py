@@ -15,7 +15,13 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 def train(tmp_path, *extra, launcher=(sys.executable, "-m", "avdit")):
     cmd = [*launcher, "train", "--codecs", "analytic", "--clips", "16", "--preset", "tiny", "--batch", "2",
            "--cache", str(tmp_path / "latents.safetensors"), *extra]
-    result = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
+    for attempt in range(3):
+        result = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
+        # torch 2.13's gloo aborts a torchrun worker now and then, before any step or at the end
+        # ("terminate called without an active exception"; 2 runs in 10 here with the code before
+        # exact resume too): only that abort is run again, every other failure fails the test
+        if result.returncode == 0 or "terminate called without an active exception" not in result.stderr:
+            break
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
