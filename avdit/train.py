@@ -232,7 +232,7 @@ def run(args) -> int:
     Schedule(config.schedule)  # refuse a bad --schedule before any work
     model = AVDiT(config).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
-    resume_state, raw_file = {}, None
+    resume_state = {}
     if resume_tensors is not None:
         load_state(ema, resume_tensors, "denoiser.", args.resume)
         raw_file = resume_path(args.resume)
@@ -260,7 +260,7 @@ def run(args) -> int:
     index_gen = torch.Generator().manual_seed(args.seed * 1000 + rank)
     generators = {"noise": generator, "index": index_gen}
     loss_avg = None
-    if raw_file is not None and resume_state:  # pick up exactly where the saved run stopped
+    if resume_state:  # pick up exactly where the saved run stopped
         _restore(resume_state, raw_file, model, optimizer, generators, rank, world, config.training.get("processes", 1))
         loss_avg = config.training.get("final_loss")
     log_path = Path(args.log or Path(args.output).with_suffix(".jsonl"))
