@@ -47,6 +47,22 @@ SPECIFIC = {"a2v": "task:a2v", "v2a": "task:v2a", "continue": "task:continue", "
 # continue; 0.625..1.625 s (two middle segments) to inpaint
 TASK_SECONDS = {"continue": {"given_seconds": 1.125}, "inpaint": {"start": 0.625, "end": 1.625}}
 JUMP_PIXELS = 3.0 * math.hypot(2.0, 3.0)  # three of the data's random-walk step standard deviations
+# ToneShapes seeds of the clips each split scores, from HELD_OUT_SEED up: the scored clips start at the
+# offset, the FD's real reference clips MAX_CLIPS later. "validation" is for choosing settings (mixture
+# weights, guidance, ...) without looking at the "test" clips the results are reported on.
+SPLITS = {"test": 5000, "validation": 20000}
+MAX_CLIPS = 5000
+
+
+def clip_seeds(split: str, eval_clips: int, reference_clips: int) -> tuple[range, range]:
+    """(scored clips, reference clips) of `split`: ToneShapes seeds, never trained on, the splits disjoint."""
+    if split not in SPLITS:
+        raise ValueError(f"split is {split!r}; expected one of {sorted(SPLITS)}")
+    for name, count in (("--eval-clips", eval_clips), ("--reference-clips", reference_clips)):
+        if not 2 <= count <= MAX_CLIPS:
+            raise ValueError(f"{name} is {count}; expected 2 to {MAX_CLIPS} (more would run into another split's clips)")
+    start = HELD_OUT_SEED + SPLITS[split]
+    return range(start, start + eval_clips), range(start + MAX_CLIPS, start + MAX_CLIPS + reference_clips)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--codecs", default=None, help="codecs to train and score with (default: the shipped ones)")
     parser.add_argument("--eval-clips", type=int, default=64, help="held-out clips each model generates per task")
     parser.add_argument("--reference-clips", type=int, default=256, help="held-out real clips the FD compares against")
+    parser.add_argument("--split", default="test", choices=sorted(SPLITS),
+                        help="which held-out clips to score: test (what results report) or validation (to choose settings on)")
     parser.add_argument("--steps", type=int, default=20, help="sampling steps")
     parser.add_argument("--sampler", default="euler")
     parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE, help=f"video and audio guidance scale of every model (1 = off; default {DEFAULT_GUIDANCE:g})")
@@ -281,8 +299,7 @@ def evaluate(args) -> dict:
     # as each model's checkpoint records it, so models trained by an earlier run are counted too
     train_seconds = 0.0 if args.checkpoint else sum(float(read_config(path).training.get("seconds", 0.0)) for path in models.values())
 
-    eval_seeds = range(HELD_OUT_SEED + 5000, HELD_OUT_SEED + 5000 + args.eval_clips)
-    reference_seeds = range(HELD_OUT_SEED + 10000, HELD_OUT_SEED + 10000 + args.reference_clips)
+    eval_seeds, reference_seeds = clip_seeds(args.split, args.eval_clips, args.reference_clips)
     real_video, real_audio = toneshapes_batch(eval_seeds)
     ref_video, ref_audio = toneshapes_batch(reference_seeds)
     reference = frame_features(ref_video.numpy(), ref_audio[:, 0].numpy()).reshape(-1, 26)
@@ -363,7 +380,9 @@ def report(data: dict, command: str) -> str:
             f"Every model: preset `{data['settings']['preset']}`, "
             f"{data['settings']['train_steps']} steps of batch {data['settings']['batch']}, lr {data['settings']['lr']}, "
             f"the same {data['settings']['clips']} cached ToneShapes clips and seed. ") +
-        f"Each cell: {data['settings']['eval_clips']} held-out clips, {data['settings']['sampler']} with "
+        f"Each cell: {data['settings']['eval_clips']} held-out "
+        f"{'validation clips (not the test clips results report), ' if data['settings'].get('split') == 'validation' else 'clips, '}"
+        f"{data['settings']['sampler']} with "
         f"{data['settings']['steps']} steps, video and audio guidance {data['settings']['guidance']:g} (1 = off). Continue gives the first 1.125 s; inpaint gives all but "
         "0.625..1.625 s; a2v gives the audio, v2a the video, joint nothing.", "",
     ]
@@ -461,9 +480,12 @@ def _write(path: Path, text: str) -> None:
 
 
 def run(args) -> int:
-    if args.train_steps < 1 or args.eval_clips < 2 or args.reference_clips < 2:
-        raise SystemExit(f"eval: --train-steps ({args.train_steps}) must be >= 1 and --eval-clips ({args.eval_clips}) "
-                         f"and --reference-clips ({args.reference_clips}) >= 2")
+    if args.train_steps < 1:
+        raise SystemExit(f"eval: --train-steps is {args.train_steps}; expected at least 1")
+    try:
+        clip_seeds(args.split, args.eval_clips, args.reference_clips)
+    except ValueError as error:
+        raise SystemExit(f"eval: {error}") from None
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     data = evaluate(args)

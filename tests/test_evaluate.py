@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from avdit.codecs.train import HELD_OUT_SEED, toneshapes_batch
-from avdit.evaluate import (agreement_from_counts, agreement_score, clip_counts, continuity_score, frame_features,
-                            frechet_distance, paired_differences)
+from avdit.evaluate import (agreement_from_counts, agreement_score, clip_counts, clip_seeds, continuity_score,
+                            frame_features, frechet_distance, paired_differences)
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +165,26 @@ def test_eval_pairs_the_first_checkpoint_against_the_others(tmp_path):
     data = json.loads((tmp_path / "two.json").read_text())
     assert [(row["a"], row["b"], len(row["tasks"])) for row in data["paired"]] == [(str(first), str(second), 5)]
     assert f"## {first} against each other model, paired over the same held-out clips" in out.read_text()
+
+
+def test_validation_clips_are_neither_test_clips_nor_training_clips():
+    test_scored, test_reference = clip_seeds("test", 64, 256)
+    # the test split is the one every results file so far was scored on
+    assert (test_scored[0], test_scored[-1], test_reference[0]) == (HELD_OUT_SEED + 5000, HELD_OUT_SEED + 5063, HELD_OUT_SEED + 10000)
+    scored, reference = clip_seeds("validation", 5000, 5000)
+    seen = set(test_scored) | set(test_reference)
+    assert not seen & set(scored) and not seen & set(reference) and not set(scored) & set(reference)
+    assert min(scored) >= HELD_OUT_SEED  # never a training clip
+    with pytest.raises(ValueError, match=r"--eval-clips is 5001; expected 2 to 5000"):
+        clip_seeds("test", 5001, 3)
+    with pytest.raises(ValueError, match=r"split is 'train'; expected one of \['test', 'validation'\]"):
+        clip_seeds("train", 3, 3)
+
+
+def test_eval_refuses_too_many_clips_before_training_anything(tmp_path):
+    cmd = [sys.executable, "-m", "avdit", "eval", "--workdir", str(tmp_path / "w"), "--output", str(tmp_path / "r.md"),
+           "--eval-clips", "6000", "--split", "validation"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "eval: --eval-clips is 6000; expected 2 to 5000" in result.stderr
+    assert not (tmp_path / "w").exists() and not (tmp_path / "r.md").exists()
