@@ -228,11 +228,15 @@ def train_model(strategy: str, args, workdir: Path) -> Path:
     resume = False
     if path.is_file() and not args.retrain:
         done = read_config(path).training
-        if done.get("steps") == args.train_steps and done.get("preset") == args.preset and done.get("strategy") == strategy:
-            print(f"eval: {strategy}: using {path} (trained in {done.get('seconds', 0):.0f} s)", file=sys.stderr)
-            return path
         same = {"preset": args.preset, "strategy": strategy, "batch_per_process": args.batch, "lr": args.lr,
                 "clips": args.clips, "seed": args.seed, "warmup": warmup, "processes": 1, "codecs": args.codecs}
+        # a setting the file records otherwise (older files: no seed or warm-up; their codecs' own training record) is not compared
+        differ = [f"{k} {done[k]}, not {v}" for k, v in same.items() if k in done and not isinstance(done[k], dict) and done[k] != v]
+        if done.get("steps") == args.train_steps and not differ:
+            print(f"eval: {strategy}: using {path} (trained in {done.get('seconds', 0):.0f} s)", file=sys.stderr)
+            return path
+        if differ:
+            print(f"eval: {strategy}: {path} was trained with {'; '.join(differ)}: trained afresh", file=sys.stderr)
         resume = (all(done.get(k) == v for k, v in same.items()) and done.get("steps", 0) < args.train_steps
                   and train.resume_path(path).is_file())
         if resume:

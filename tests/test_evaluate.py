@@ -133,6 +133,12 @@ def test_a_larger_budget_trains_the_workdir_model_on_and_gives_the_fresh_run_mod
     train_model("per_modality", args(8, seed=1), tmp_path / "on")  # another seed: not the same run, trained afresh
     assert "eval: training per_modality (8 steps)" in capsys.readouterr().err
     assert read_config(on).training["seed"] == 1
+    assert train_model("per_modality", args(8, seed=1), tmp_path / "on") == on  # the same settings: used as it is
+    assert f"eval: per_modality: using {on}" in capsys.readouterr().err
+    train_model("per_modality", args(8, seed=1, lr=0.01), tmp_path / "on")  # same steps, another lr: not the model asked for
+    err = capsys.readouterr().err
+    assert f"eval: per_modality: {on} was trained with lr 0.001, not 0.01: trained afresh" in err
+    assert "eval: training per_modality (8 steps)" in err and read_config(on).training["lr"] == 0.01
 
 
 def test_eval_scores_given_checkpoints_on_every_task_without_training(tmp_path):
