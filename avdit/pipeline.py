@@ -214,8 +214,6 @@ class AVDiTPipeline:
         encoded afresh from the decoded frame), sampled with what the mask gives and what earlier
         windows made as its given blocks, and what it makes is written back. Nothing already there
         is re-encoded, so the given blocks and earlier windows' output stay exactly as they are."""
-        if latent.video.shape[0] != 1:
-            raise ValueError(f"sample: windowed sampling takes a latent of batch 1; this one has batch {latent.video.shape[0]}")
         lay, layout = self.config.layout, latent.layout
         window = Layout.from_config(self.config, num_frames=lay.window_frames)
         stride, samples_per_frame = layout.temporal_stride, lay.sample_rate / lay.fps
@@ -252,8 +250,8 @@ class AVDiTPipeline:
                 made_v[0] = False  # frame `first` alone: made by the window before (it overlaps this one)
             if not bool(made_v.any() or made_a.any()):
                 continue  # nothing to make here
-            cut_v = video.new_zeros(1, video.shape[1], window.video_latent_frames, *video.shape[3:])
-            cut_a = audio.new_zeros(1, audio.shape[1], window.audio_latent_frames)
+            cut_v = video.new_zeros(video.shape[0], video.shape[1], window.video_latent_frames, *video.shape[3:])
+            cut_a = audio.new_zeros(audio.shape[0], audio.shape[1], window.audio_latent_frames)
             cut_v[:, :, in_v] = video[:, :, rows_v[in_v]]
             cut_a[:, :, in_a] = audio[:, :, rows_a[in_a]]
             if layout.causal and first > 0:

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -109,7 +111,24 @@ def test_a_latent_within_one_window_is_sampled_the_same_windowed_or_not(pipe):
     assert torch.equal(one.video, windowed.video) and torch.equal(one.audio, windowed.audio)
 
 
-def test_windowed_sampling_takes_one_clip_at_a_time(pipe):
-    latent = pipe.empty_latent(5.0, batch=2)
-    with pytest.raises(ValueError, match="windowed sampling takes a latent of batch 1; this one has batch 2"):
-        pipe.sample(latent, steps=1, windowed=True)
+def test_a_batch_of_long_latents_is_sampled_window_by_window_as_a_batch(pipe):
+    """Two clips continued from 2.125 s to 5.125 s in one batch: each keeps its given blocks exactly,
+    and the second window (frames 12..28) of each is what continuing frames 12..16 of both clips in
+    one 2.125 s window of batch 2 makes."""
+    clips = [generate_clip(seed, frames=41) for seed in (3, 4)]
+    def batch(first, last, given_seconds):
+        latents = [pipe.encode(torch.from_numpy(c.video[first:last]), 8, torch.from_numpy(c.audio[first * 2000:last * 2000])[None], 16000)
+                   for c in clips]
+        both = dataclasses.replace(latents[0], video=torch.cat([x.video for x in latents]), audio=torch.cat([x.audio for x in latents]))
+        return with_task(both, "continue", given_seconds=given_seconds)
+    latent = batch(0, 41, 2.125)
+    out = pipe.sample(latent, steps=2, seed=1, windowed=True)
+    given_v, given_a = latent.mask.video == 0, latent.mask.audio == 0
+    assert out.video.shape == latent.video.shape and out.audio.shape == latent.audio.shape
+    assert torch.equal(out.video[:, :, given_v], latent.video[:, :, given_v])
+    assert torch.equal(out.audio[:, :, given_a], latent.audio[:, :, given_a])
+    out_frames, out_wave, _, _ = pipe.decode(out)
+    window_frames, window_wave, _, _ = pipe.decode(pipe.sample(batch(12, 29, 0.625), steps=2, seed=1))
+    torch.testing.assert_close(out_frames[:, 17:29], window_frames[:, 5:], rtol=0, atol=1e-4)
+    torch.testing.assert_close(out_wave[:, :, 34000:56000], window_wave[:, :, 10000:32000], rtol=0, atol=1e-4)
+    assert (out_frames[0, 17:] - out_frames[1, 17:]).abs().max() > 0.1  # two clips, two continuations
