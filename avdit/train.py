@@ -40,6 +40,17 @@ def monl_loss(
     return (err_v.sum() + err_a.sum()) / count.clamp(min=1)
 
 
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: float) -> float:
+    """Move `ema`'s weights towards `model`'s after optimizer step `step` (0-based):
+    p_ema <- d p_ema + (1 - d) p with d = min(decay, (1 + step) / (10 + step)), the warm-up that
+    lets the early average follow the fast-moving weights. Returns d."""
+    d = min(decay, (1 + step) / (10 + step))
+    for p_ema, p in zip(ema.parameters(), model.parameters()):
+        p_ema.lerp_(p, 1 - d)
+    return d
+
+
 # --- `python -m avdit train` -------------------------------------------------------------------
 import argparse  # noqa: E402
 import copy  # noqa: E402
@@ -290,10 +301,7 @@ def run(args) -> int:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        with torch.no_grad():
-            decay = min(args.ema, (1 + step) / (10 + step))
-            for p_ema, p in zip(ema.parameters(), model.parameters()):
-                p_ema.lerp_(p, 1 - decay)
+        ema_update(ema, model, step, args.ema)
         loss_value = loss.item()
         loss_avg = loss_value if loss_avg is None else 0.98 * loss_avg + 0.02 * loss_value
         elapsed = time.time() - started

@@ -1,0 +1,626 @@
+"""Fast invariant tests of the maths: schedules and targets, the MoNL loss, guidance, task masks,
+batch independence, modulation, gradient checkpointing, EMA and the samplers' closed forms.
+
+Each test takes well under a second on a CPU; together they pin the formulas that a plausible
+one-character bug would change (see docs/mutation.md for what mutation testing found).
+"""
+import copy
+import math
+
+import pytest
+import torch
+
+from avdit.config import MonlConfig, ScheduleConfig
+from avdit.layout import Layout
+from avdit.model import AVDiT
+from avdit.monl import TASKS, draw_levels, per_frame_levels, task_mask
+from avdit.sampling import SAMPLERS, Guidance, MonlDenoiser, schedule_levels
+from avdit.schedule import Schedule
+from avdit.train import ema_update, monl_loss
+from tests.conftest import tiny_config
+from tests.test_sampling import gaussian_x0
+
+SCHEDULES = [("flow", "velocity"), ("cosine", "eps"), ("cosine", "v")]
+IDS = [f"{k}-{t}" for k, t in SCHEDULES]
+TRAINING_TASKS = ("joint", "a2v", "v2a", "continue", "inpaint", "interpolate")
+
+
+def schedule_of(kind, target):
+    return Schedule(ScheduleConfig(kind, target))
+
+
+def randn(*shape, seed=0, dtype=torch.float64):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+# --- schedules and targets ------------------------------------------------------------------------
+@pytest.mark.parametrize("kind,target", SCHEDULES, ids=IDS)
+def test_every_schedule_and_target_round_trips_to_x0(kind, target):
+    schedule = schedule_of(kind, target)
+    t = torch.linspace(0, schedule.max_level, 41, dtype=torch.float64)[:, None]
+    x0, eps = randn(41, 64, seed=1), randn(41, 64, seed=2)
+    x_t = schedule.add_noise(x0, eps, t)
+    x0_hat = schedule.denoised(x_t, schedule.training_target(x0, eps, t), t)
+    torch.testing.assert_close(x0_hat, x0, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind,target", SCHEDULES, ids=IDS)
+def test_alpha_sigma_are_the_documented_curves(kind, target):
+    schedule = schedule_of(kind, target)
+    t = torch.tensor([0.0, 0.2, 0.5, 0.9, 1.0], dtype=torch.float64)
+    alpha, sigma = schedule.alpha_sigma(t)
+    if kind == "flow":
+        expected = (1 - t, t)
+    else:
+        expected = (torch.cos(t * math.pi / 2), torch.sin(t * math.pi / 2))
+    torch.testing.assert_close(alpha[:-1], expected[0][:-1], rtol=0, atol=1e-15)
+    torch.testing.assert_close(sigma, expected[1], rtol=0, atol=1e-15)
+    assert float(alpha[0]) == 1.0 and float(sigma[0]) == 0.0
+    assert float(alpha[-1]) == 0.0, "level 1 must be pure noise (zero terminal SNR)"
+    # x_t is alpha x0 + sigma eps, not the other way round
+    torch.testing.assert_close(schedule.add_noise(torch.tensor(3.0), torch.tensor(5.0), torch.tensor(0.2, dtype=torch.float64)),
+                               3.0 * alpha[1] + 5.0 * sigma[1])
+
+
+def test_eps_target_x0_formula_is_pinned():
+    schedule = schedule_of("cosine", "eps")
+    t = torch.tensor(0.3, dtype=torch.float64)
+    alpha, sigma = math.cos(0.3 * math.pi / 2), math.sin(0.3 * math.pi / 2)
+    x_t, out = torch.tensor(0.7, dtype=torch.float64), torch.tensor(-1.3, dtype=torch.float64)
+    assert float(schedule.denoised(x_t, out, t)) == pytest.approx((0.7 - sigma * -1.3) / alpha, abs=1e-12)
+    assert float(schedule.training_target(torch.tensor(2.0), torch.tensor(-1.3), t)) == pytest.approx(-1.3)
+    # at (and past) the top the division is clamped to alpha = 0.01, never by zero
+    top = torch.tensor(1.0, dtype=torch.float64)
+    assert float(schedule.denoised(torch.tensor(0.5, dtype=torch.float64), torch.tensor(0.25, dtype=torch.float64), top)) == pytest.approx((0.5 - 0.25) / 0.01)
+    small = torch.tensor(0.999, dtype=torch.float64)  # alpha below 0.01: clamped
+    assert float(schedule.denoised(torch.tensor(0.5, dtype=torch.float64), torch.tensor(0.25, dtype=torch.float64), small)) == pytest.approx(
+        (0.5 - math.sin(0.999 * math.pi / 2) * 0.25) / 0.01)
+    assert math.cos(schedule.max_level * math.pi / 2) == pytest.approx(0.01, abs=1e-12)
+
+
+def test_v_target_formulas_are_pinned():
+    schedule = schedule_of("cosine", "v")
+    t = torch.tensor(0.3, dtype=torch.float64)
+    alpha, sigma = math.cos(0.3 * math.pi / 2), math.sin(0.3 * math.pi / 2)
+    x0, eps = torch.tensor(2.0, dtype=torch.float64), torch.tensor(-1.3, dtype=torch.float64)
+    assert float(schedule.training_target(x0, eps, t)) == pytest.approx(alpha * -1.3 - sigma * 2.0, abs=1e-12)
+    x_t, out = torch.tensor(0.7, dtype=torch.float64), torch.tensor(0.4, dtype=torch.float64)
+    assert float(schedule.denoised(x_t, out, t)) == pytest.approx(alpha * 0.7 - sigma * 0.4, abs=1e-12)
+    assert schedule.max_level == 1.0
+
+
+def test_velocity_target_formulas_are_pinned():
+    schedule = schedule_of("flow", "velocity")
+    t = torch.tensor(0.3, dtype=torch.float64)
+    assert float(schedule.training_target(torch.tensor(2.0), torch.tensor(-1.3), t)) == pytest.approx(-3.3)
+    assert float(schedule.denoised(torch.tensor(0.7, dtype=torch.float64), torch.tensor(0.4, dtype=torch.float64), t)) == pytest.approx(0.7 - 0.3 * 0.4)
+    assert schedule.max_level == 1.0
+
+
+@pytest.mark.parametrize("kind,target", SCHEDULES, ids=IDS)
+def test_flow_sigma_and_its_inverse_agree(kind, target):
+    schedule = schedule_of(kind, target)
+    t = torch.linspace(0, 1, 101, dtype=torch.float64)
+    u = schedule.flow_sigma(t)
+    torch.testing.assert_close(schedule.level_of_flow_sigma(u), t, rtol=0, atol=1e-12)
+    uu = torch.linspace(0, 1, 101, dtype=torch.float64)
+    torch.testing.assert_close(schedule.flow_sigma(schedule.level_of_flow_sigma(uu)), uu, rtol=0, atol=1e-12)
+    assert float(u[0]) == 0.0 and float(u[-1]) == 1.0 and bool((u.diff() > 0).all())
+    # the defining identity: x_t / (alpha + sigma) = (1 - u) x0 + u eps
+    x0, eps = randn(101, seed=3), randn(101, seed=4)
+    scale = schedule.flow_scale(t)
+    alpha, sigma = schedule.alpha_sigma(t)
+    torch.testing.assert_close(scale, alpha + sigma)
+    torch.testing.assert_close(schedule.add_noise(x0, eps, t) / scale, (1 - u) * x0 + u * eps, rtol=0, atol=1e-12)
+
+
+def test_bad_schedules_are_refused():
+    with pytest.raises(ValueError, match="schedule kind"):
+        schedule_of("linear", "eps")
+    with pytest.raises(ValueError, match="schedule target"):
+        schedule_of("flow", "eps")
+
+
+# --- the training loss -----------------------------------------------------------------------------
+class Recorder(torch.nn.Module):
+    """A stand-in denoiser: returns fixed outputs (plus `offset` where `where(levels)` holds) and
+    records what it was called with."""
+
+    def __init__(self, fill=0.0, offset=0.0, where=None):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+        self.fill, self.offset, self.where, self.calls = fill, offset, where, []
+
+    def forward(self, video, audio, video_levels, audio_levels):
+        self.calls.append((video.clone(), audio.clone(), video_levels.clone(), audio_levels.clone()))
+        out_v = torch.full_like(video, self.fill) + 0 * self.weight
+        out_a = torch.full_like(audio, self.fill) + 0 * self.weight
+        if self.where is not None:
+            out_v = out_v + self.offset * self.where(video_levels)[:, None, :, None, None]
+            out_a = out_a + self.offset * self.where(audio_levels)[:, None, :]
+        return out_v, out_a
+
+
+def loss_setup(clean_probability=0.5, batch=6):
+    config = tiny_config()
+    layout = Layout.from_config(config)
+    g = torch.Generator().manual_seed(7)
+    video = torch.randn(batch, 16, 5, 4, 4, generator=g)
+    audio = torch.randn(batch, 16, 107, generator=g)
+    return layout, MonlConfig(clean_probability=clean_probability), video, audio
+
+
+@pytest.mark.parametrize("kind,target", SCHEDULES, ids=IDS)
+def test_loss_is_the_mean_squared_target_error_over_noised_elements_with_each_items_own_levels(kind, target):
+    layout, monl, video, audio = loss_setup()
+    schedule = schedule_of(kind, target)
+    model = Recorder(fill=0.25)
+    loss = monl_loss(model, schedule, monl, video, audio, layout, torch.Generator().manual_seed(11))
+    # replay the loss's own draws: levels first, then the video and the audio noise
+    g = torch.Generator().manual_seed(11)
+    levels, _ = draw_levels(video.shape[0], layout.num_segments, monl, g)
+    noise_v, noise_a = torch.randn(video.shape, generator=g), torch.randn(audio.shape, generator=g)
+    lv, la = per_frame_levels(levels, layout)
+    assert len({tuple(row.tolist()) for row in lv}) == video.shape[0], "the draw should give every item other levels"
+    x_v, x_a, got_lv, got_la = model.calls[0]
+    torch.testing.assert_close(got_lv, lv, rtol=0, atol=0)
+    torch.testing.assert_close(got_la, la, rtol=0, atol=0)
+    tv, ta = lv[:, None, :, None, None], la[:, None, :]
+    torch.testing.assert_close(x_v, schedule.add_noise(video, noise_v, tv))
+    torch.testing.assert_close(x_a, schedule.add_noise(audio, noise_a, ta))
+    err_v = ((0.25 - schedule.training_target(video, noise_v, tv)) ** 2)[(tv > 0).expand_as(video)]
+    err_a = ((0.25 - schedule.training_target(audio, noise_a, ta)) ** 2)[(ta > 0).expand_as(audio)]
+    assert 0 < err_v.numel() < video.numel() and 0 < err_a.numel() < audio.numel(), "the draw should hold given blocks"
+    expected = torch.cat([err_v, err_a]).mean()
+    assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_loss_ignores_outputs_on_given_blocks_and_counts_every_noised_one():
+    layout, monl, video, audio = loss_setup()
+    schedule = schedule_of("flow", "velocity")
+
+    def loss_with(offset, where):
+        model = Recorder(fill=0.0, offset=offset, where=where)
+        return float(monl_loss(model, schedule, monl, video, audio, layout, torch.Generator().manual_seed(3)).detach())
+
+    base = loss_with(0.0, None)
+    assert loss_with(100.0, lambda lv: (lv == 0).float()) == base
+    assert loss_with(100.0, lambda lv: (lv > 0).float()) > base + 1000
+
+
+def test_loss_with_everything_given_is_zero_not_nan():
+    layout, _, video, audio = loss_setup()
+    # a per_modality draw with clean probability 1 gives both rows clean
+    monl = MonlConfig(weights={"per_modality": 1.0}, clean_probability=1.0)
+    loss = monl_loss(Recorder(fill=5.0), schedule_of("flow", "velocity"), monl, video, audio, layout)
+    assert float(loss.detach()) == 0.0
+
+
+# --- task masks: training baselines and inference ---------------------------------------------------
+def expected_given(task, n):
+    """(video, audio) segments a task gives, as bool (N,) each."""
+    video, audio = torch.zeros(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool)
+    if task == "a2v":
+        audio[:] = True
+    elif task == "v2a":
+        video[:] = True
+    elif task == "continue":
+        video[: max(1, n // 2)] = audio[: max(1, n // 2)] = True
+    elif task in ("inpaint", "interpolate"):
+        video[[0, -1]] = audio[[0, -1]] = True
+    return video, audio
+
+
+@pytest.mark.parametrize("task", TRAINING_TASKS)
+@pytest.mark.parametrize("segments", [1, 2, 5])
+def test_every_task_baseline_gives_exactly_its_blocks_in_both_modalities(task, segments):
+    levels, strategy = draw_levels(64, segments, MonlConfig(task=task), torch.Generator().manual_seed(0))
+    assert bool((strategy == -1).all()) and levels.shape == (64, 2, segments)
+    video, audio = expected_given(task, segments)
+    given = torch.stack([video, audio])  # (2, N)
+    assert torch.equal(levels == 0, given.expand_as(levels)), task
+    generated = levels[:, ~given]  # (64, K): one level per item for all its generated blocks
+    if generated.numel():
+        assert bool((generated > 0).all()) and bool((generated < 1).all())
+        assert torch.equal(generated, generated[:, :1].expand_as(generated))
+        assert generated[:, 0].unique().numel() > 32, "each item draws its own level"
+
+
+def test_unknown_task_baseline_is_refused():
+    with pytest.raises(ValueError, match="task-specific training task"):
+        draw_levels(2, 5, MonlConfig(task="mixed"))
+
+
+def test_every_inference_task_mask_gives_exactly_its_frames():
+    layout = Layout.from_config(tiny_config())
+    tv, ta = layout.video_latent_frames, layout.audio_latent_frames
+    masks = {
+        "joint": task_mask("joint", layout),
+        "a2v": task_mask("a2v", layout),
+        "v2a": task_mask("v2a", layout),
+        "continue": task_mask("continue", layout, given_seconds=layout.duration / 2),
+        "inpaint": task_mask("inpaint", layout, start=0.6, end=1.5),
+        "interpolate": task_mask("interpolate", layout, head_seconds=0.6, tail_seconds=0.6),
+        "custom": task_mask("custom", layout, levels=[[0, 1, 0.5, 1, 0], [1, 0, 1, 0.3, 1]]),
+    }
+    assert set(masks) == set(TASKS)
+    for mask in masks.values():
+        assert mask.video.shape == (tv,) and mask.audio.shape == (ta,)
+    assert bool((masks["joint"].video == 1).all() and (masks["joint"].audio == 1).all())
+    assert not masks["joint"].anything_given
+    assert bool((masks["a2v"].video == 1).all() and (masks["a2v"].audio == 0).all())
+    assert bool((masks["v2a"].video == 0).all() and (masks["v2a"].audio == 1).all())
+    for task in ("a2v", "v2a", "continue", "inpaint", "interpolate", "custom"):
+        assert masks[task].anything_given, task
+    # the spans give the frames wholly inside them, in both modalities
+    half, end = layout.duration / 2, layout.duration
+    for task, spans in [("continue", [(0, half)]), ("inpaint", [(0, 0.6), (1.5, end)]),
+                        ("interpolate", [(0, 0.6), (end - 0.6, end)])]:
+        for m, frames in (("video", layout.video_spans), ("audio", layout.audio_spans)):
+            frames = frames.clamp(max=end)
+            inside = torch.zeros(frames.shape[0], dtype=torch.bool)
+            for a, b in spans:
+                inside |= (frames[:, 0] >= a - 1e-9) & (frames[:, 1] <= b + 1e-9)
+            levels = getattr(masks[task], m)
+            assert bool((levels == 0).any() and (levels == 1).any()), (task, m)
+            assert torch.equal(levels == 0, inside), (task, m)
+            assert bool(((levels == 0) | (levels == 1)).all())
+    custom = masks["custom"]
+    torch.testing.assert_close(custom.video, torch.tensor([0, 1, 0.5, 1, 0.0])[layout.video_segments])
+    torch.testing.assert_close(custom.audio, torch.tensor([1, 0, 1, 0.3, 1.0])[layout.audio_segments])
+    one = task_mask("continue", layout, given_seconds=1.0, modalities=("audio",), given_level=0.25)
+    assert bool((one.video == 1).all()) and set(one.audio.unique().tolist()) == {0.25, 1.0}
+
+
+# --- guidance and the MoNL denoiser ---------------------------------------------------------------------
+class KnownX0(torch.nn.Module):
+    """A flow-velocity stand-in whose x0 prediction is `cond` for the first `batch` items of a
+    call and `uncond` for the rest (guidance's second half), whatever the input."""
+
+    def __init__(self, batch, cond, uncond):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+        self.batch, self.cond, self.uncond, self.calls = batch, cond, uncond, []
+
+    def forward(self, video, audio, video_levels, audio_levels):
+        self.calls.append((video.clone(), audio.clone(), video_levels.clone(), audio_levels.clone()))
+        outs = []
+        for x, levels in ((video, video_levels[:, None, :, None, None]), (audio, audio_levels[:, None, :])):
+            target = torch.full_like(x, self.cond)
+            target[self.batch:] = self.uncond
+            t = levels.expand_as(x)
+            outs.append(torch.where(t > 0, (x - target) / t.clamp(min=1e-12), torch.zeros_like(x)))  # x0 = x - t v
+        return tuple(outs)
+
+
+def denoiser_for(mask, model, guidance, batch=2):
+    layout = Layout.from_config(tiny_config())
+    g = torch.Generator().manual_seed(5)
+    video = torch.randn(batch, 16, layout.video_latent_frames, 4, 4, generator=g)
+    audio = torch.randn(batch, 16, layout.audio_latent_frames, generator=g)
+    schedule = schedule_of("flow", "velocity")
+    levels = schedule_levels("simple", 10, schedule)
+    return MonlDenoiser(model, schedule, mask, video, audio, levels, torch.Generator().manual_seed(1), guidance), layout
+
+
+@pytest.mark.parametrize("video_scale,audio_scale", [(3.0, 1.0), (1.0, 2.5), (2.0, 0.5)])
+def test_guidance_combines_uncond_plus_scale_times_cond_minus_uncond_per_modality(video_scale, audio_scale):
+    layout = Layout.from_config(tiny_config())
+    mask = task_mask("continue", layout, given_seconds=1.0)
+    model = KnownX0(2, cond=1.0, uncond=-1.0)
+    denoiser, _ = denoiser_for(mask, model, Guidance(video=video_scale, audio=audio_scale))
+    x = denoiser.initial_noise()
+    out = denoiser(x, 0.95)
+    assert len(model.calls) == 1 and model.calls[0][0].shape[0] == 4, "cond and uncond in one batch"
+    video, audio = denoiser.unpack(out)
+    gen_v, gen_a = mask.video > 0, mask.audio > 0
+    torch.testing.assert_close(video[:, :, gen_v], torch.full_like(video[:, :, gen_v], -1 + video_scale * 2))
+    torch.testing.assert_close(audio[:, :, gen_a], torch.full_like(audio[:, :, gen_a], -1 + audio_scale * 2))
+    # given blocks predict themselves exactly
+    given_v, given_a = denoiser.unpack(denoiser.given)
+    assert torch.equal(video[:, :, ~gen_v], given_v[:, :, ~gen_v]) and torch.equal(audio[:, :, ~gen_a], given_a[:, :, ~gen_a])
+
+
+def test_without_guidance_or_without_given_blocks_one_unguided_pass_runs():
+    layout = Layout.from_config(tiny_config())
+    for mask, guidance in ((task_mask("continue", layout, given_seconds=1.0), Guidance()),
+                           (task_mask("joint", layout), Guidance(video=3.0, audio=3.0))):
+        model = KnownX0(2, cond=1.0, uncond=-1.0)
+        denoiser, _ = denoiser_for(mask, model, guidance)
+        video, audio = denoiser.unpack(denoiser(denoiser.initial_noise(), 0.95))
+        assert model.calls[0][0].shape[0] == 2
+        torch.testing.assert_close(video[:, :, mask.video > 0], torch.ones_like(video[:, :, mask.video > 0]))
+        torch.testing.assert_close(audio[:, :, mask.audio > 0], torch.ones_like(audio[:, :, mask.audio > 0]))
+
+
+@pytest.mark.parametrize("drop", ["all", "video", "audio"])
+def test_each_drop_mode_drops_the_given_blocks_of_its_modality_only(drop):
+    layout = Layout.from_config(tiny_config())
+    mask = task_mask("continue", layout, given_seconds=1.0)
+    model = KnownX0(2, cond=1.0, uncond=-1.0)
+    denoiser, _ = denoiser_for(mask, model, Guidance(video=2.0, audio=2.0, drop=drop))
+    x = denoiser.initial_noise()
+    denoiser(x, 0.95)
+    in_v, in_a, lv, la = model.calls[0]
+    given_v, given_a = mask.video == 0, mask.audio == 0
+    drops = {"video": drop in ("all", "video"), "audio": drop in ("all", "audio")}
+    noise_v, noise_a = denoiser.unpack(denoiser.uncond_noise)
+    for name, levels, given, inputs, noise in (("video", lv, given_v, in_v, noise_v), ("audio", la, given_a, in_a, noise_a)):
+        cond_levels, uncond_levels = levels[:2], levels[2:]
+        assert bool((cond_levels[:, given] == 0).all()), name
+        assert bool((uncond_levels[:, given] == (1.0 if drops[name] else 0.0)).all()), (drop, name)
+        torch.testing.assert_close(uncond_levels[:, ~given], cond_levels[:, ~given])
+        cond_in, uncond_in = inputs[:2], inputs[2:]
+        if drops[name]:  # pure noise at level 1 (flow scale 1) in place of the given content
+            torch.testing.assert_close(uncond_in[:, :, given], noise[:, :, given])
+        else:
+            torch.testing.assert_close(uncond_in[:, :, given], cond_in[:, :, given])
+        torch.testing.assert_close(uncond_in[:, :, ~given], cond_in[:, :, ~given])
+
+
+def test_bad_drop_mode_is_refused():
+    layout = Layout.from_config(tiny_config())
+    with pytest.raises(ValueError, match="guidance drop"):
+        denoiser_for(task_mask("a2v", layout), KnownX0(2, 1.0, -1.0), Guidance(drop="both"))
+
+
+def test_denoiser_feeds_given_blocks_clean_at_level_0_and_generated_ones_at_the_samplers_level():
+    layout = Layout.from_config(tiny_config())
+    mask = task_mask("a2v", layout)
+    model = KnownX0(2, cond=1.0, uncond=-1.0)
+    denoiser, _ = denoiser_for(mask, model, Guidance())
+    x = denoiser.initial_noise()
+    denoiser(x, 0.6)
+    in_v, in_a, lv, la = model.calls[0]
+    assert bool((la == 0).all())
+    torch.testing.assert_close(lv, torch.full_like(lv, 0.6))
+    _, given_a = denoiser.unpack(denoiser.given)
+    assert torch.equal(in_a, given_a), "given audio goes in clean"
+    noise_v, _ = denoiser.unpack(denoiser.start_noise)
+    torch.testing.assert_close(in_v, noise_v)  # flow scale at any level is 1 for rectified flow
+
+
+# --- batch independence -------------------------------------------------------------------------------
+def batch_inputs(batch=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    video, audio = torch.randn(batch, 16, 5, 8, 8, generator=g), torch.randn(batch, 16, 107, generator=g)
+    lv, la = torch.rand(batch, 5, generator=g), torch.rand(batch, 107, generator=g)
+    lv[0, 1] = 0.0  # a given frame, to exercise a level shared by no other item
+    return video, audio, lv, la
+
+
+def test_each_batch_item_is_denoised_as_if_alone_with_its_own_levels(tiny_model):
+    video, audio, lv, la = batch_inputs()
+    out_v, out_a = tiny_model(video, audio, lv, la)
+    for i in range(video.shape[0]):
+        v, a = tiny_model(video[i : i + 1], audio[i : i + 1], lv[i : i + 1], la[i : i + 1])
+        torch.testing.assert_close(out_v[i : i + 1], v, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out_a[i : i + 1], a, rtol=1e-5, atol=1e-5)
+
+
+def test_perturbing_one_batch_item_leaves_the_others_unchanged(tiny_model):
+    video, audio, lv, la = batch_inputs()
+    out_v, out_a = tiny_model(video, audio, lv, la)
+    video2, audio2, lv2, la2 = video.clone(), audio.clone(), lv.clone(), la.clone()
+    video2[1] += 1.0
+    audio2[1] -= 1.0
+    lv2[1] = 0.9
+    la2[1] = 0.1
+    new_v, new_a = tiny_model(video2, audio2, lv2, la2)
+    for i in (0, 2):
+        torch.testing.assert_close(new_v[i], out_v[i], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(new_a[i], out_a[i], rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(new_v[1], out_v[1]) and not torch.allclose(new_a[1], out_a[1])
+
+
+def test_levels_differing_only_between_batch_items_change_those_items_outputs(tiny_model):
+    video, audio, lv, la = batch_inputs()
+    video[1], audio[1] = video[0], audio[0]
+    lv[1], la[1] = 1 - lv[0], la[0]
+    out_v, out_a = tiny_model(video, audio, lv, la)
+    assert not torch.allclose(out_v[0], out_v[1], atol=1e-4)
+    lv[1] = lv[0]
+    out_v, out_a = tiny_model(video, audio, lv, la)
+    torch.testing.assert_close(out_v[0], out_v[1])
+    torch.testing.assert_close(out_a[0], out_a[1])
+
+
+# --- modulation: training (autograd) and inference paths ---------------------------------------------------
+def trainable_copy(model):
+    return copy.deepcopy(model).train().requires_grad_(True)
+
+
+def test_training_and_inference_paths_of_the_modulation_agree(tiny_model):
+    video, audio, lv, la = batch_inputs(2)
+    with torch.no_grad():
+        inference = tiny_model(video, audio, lv, la)
+    train_model = trainable_copy(tiny_model)
+    training = train_model(video, audio, lv, la)
+    assert training[0].requires_grad
+    for a, b in zip(training, inference):
+        torch.testing.assert_close(a.detach(), b, rtol=1e-5, atol=1e-5)
+
+
+def test_per_token_modulation_is_its_own_levels_embedding():
+    torch.manual_seed(0)
+    model = AVDiT(tiny_config())
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    _, _, lv, la = batch_inputs(2)
+    tokens_per_frame = 4
+    dense = model.token_modulation(lv, la, tokens_per_frame, block=1)  # (B, L, 6D)
+    d = model.width
+    for b in range(2):
+        per_token = torch.cat([lv[b].repeat_interleave(tokens_per_frame), la[b]])
+        cond = torch.nn.functional.silu(model.level_embed(per_token))
+        expected = model.blocks[1].modulation(cond)
+        expected[:, d : 2 * d] += 1
+        expected[:, 4 * d : 5 * d] += 1
+        torch.testing.assert_close(dense[b], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_level_embedding_is_the_sinusoid_of_the_level_times_1000():
+    from avdit.model import LevelEmbedder, sinusoid
+
+    emb = LevelEmbedder(8, 6)
+    levels = torch.tensor([0.0, 0.25, 1.0])
+    torch.testing.assert_close(emb(levels), emb.mlp(sinusoid(levels * 1000, 6)))
+    s = sinusoid(torch.tensor([2.0]), 5)
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(2) / 2)
+    torch.testing.assert_close(s[0], torch.cat([torch.cos(2 * freqs), torch.sin(2 * freqs), torch.zeros(1)]))
+
+
+# --- gradient checkpointing ------------------------------------------------------------------------------
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tiny_model):
+    layout, monl, _, _ = loss_setup(batch=2)
+    video, audio, _, _ = batch_inputs(2)
+    schedule = schedule_of("flow", "velocity")
+    grads = []
+    for checkpointing in (False, True):
+        model = trainable_copy(tiny_model)
+        model.gradient_checkpointing = checkpointing
+        loss = monl_loss(model, schedule, monl, video, audio, layout, torch.Generator().manual_seed(2))
+        loss.backward()
+        grads.append((float(loss.detach()), [p.grad.clone() for p in model.parameters()]))
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-6)
+    for a, b in zip(grads[0][1], grads[1][1]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    assert any(float(g.abs().sum()) > 0 for g in grads[0][1])
+
+
+# --- EMA ----------------------------------------------------------------------------------------------------
+def test_ema_moves_towards_the_weights_as_the_formula_says():
+    model, ema = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(1.0)
+        for p in ema.parameters():
+            p.fill_(0.0)
+    d = ema_update(ema, model, step=0, decay=0.999)
+    assert d == pytest.approx(0.1)  # warm-up: (1 + 0) / (10 + 0)
+    for p in ema.parameters():
+        torch.testing.assert_close(p, torch.full_like(p, 0.9))  # 0.1 * 0 + 0.9 * 1
+    d = ema_update(ema, model, step=5, decay=0.999)
+    assert d == pytest.approx(6 / 15)
+    for p in ema.parameters():
+        torch.testing.assert_close(p, torch.full_like(p, 0.4 * 0.9 + 0.6))
+    d = ema_update(ema, model, step=100_000, decay=0.9)
+    assert d == pytest.approx(0.9)
+    for p in ema.parameters():
+        torch.testing.assert_close(p, torch.full_like(p, 0.9 * 0.96 + 0.1))
+    assert all(bool((p == 1.0).all()) for p in model.parameters()), "the raw weights are not touched"
+
+
+# --- samplers against closed forms ------------------------------------------------------------------------
+# the largest error over z in [-3, 3] after 100 uniform steps (measured: 0.0195, 0.00029, 0.0019, 0.0195)
+DETERMINISTIC = {"euler": 0.025, "heun": 5e-4, "dpmpp_2m": 3e-3, "ddim": 0.025}
+
+
+@pytest.mark.parametrize("name", sorted(DETERMINISTIC))
+def test_deterministic_samplers_follow_the_exact_gaussian_flow_map(name):
+    # the probability-flow ODE of N(mu, sd^2) maps the noise z at u = 1 to mu + sd z
+    mu, sd = 0.7, 0.4
+    schedule = schedule_of("flow", "velocity")
+    sigmas = [float(u) for u in schedule.flow_sigma(schedule_levels("simple", 100, schedule))]
+    z = torch.linspace(-3, 3, 61, dtype=torch.float64)
+    out = SAMPLERS[name](gaussian_x0(mu, sd), z.clone(), sigmas)
+    error = float((out - (mu + sd * z)).abs().max())
+    assert error < DETERMINISTIC[name], error
+
+
+def test_second_order_samplers_beat_euler():
+    mu, sd = 0.7, 0.4
+    schedule = schedule_of("flow", "velocity")
+    sigmas = [float(u) for u in schedule.flow_sigma(schedule_levels("simple", 20, schedule))]
+    z = torch.linspace(-3, 3, 61, dtype=torch.float64)
+    errors = {n: float((SAMPLERS[n](gaussian_x0(mu, sd), z.clone(), sigmas) - (mu + sd * z)).abs().max()) for n in SAMPLERS if n in DETERMINISTIC}
+    assert errors["heun"] < errors["euler"] / 5 and errors["dpmpp_2m"] < errors["euler"] / 3, errors
+
+
+def test_one_step_updates_are_the_documented_formulas():
+    x = torch.tensor([0.8, -0.4], dtype=torch.float64)
+    d = torch.tensor([0.3, 0.1], dtype=torch.float64)
+    model = lambda x_, s: d.clone()
+    # Euler / DDIM: x + (x - x0) / s (s' - s)
+    expected = x + (x - d) / 0.8 * (0.5 - 0.8)
+    torch.testing.assert_close(SAMPLERS["euler"](model, x.clone(), [0.8, 0.5]), expected)
+    torch.testing.assert_close(SAMPLERS["ddim"](model, x.clone(), [0.8, 0.5]), expected)
+    # Heun with a constant x0: the slope at the end is the Euler slope there
+    x_e = x + (x - d) / 0.8 * (0.5 - 0.8)
+    heun = x + ((x - d) / 0.8 + (x_e - d) / 0.5) / 2 * (0.5 - 0.8)
+    torch.testing.assert_close(SAMPLERS["heun"](model, x.clone(), [0.8, 0.5]), heun)
+    # a last step to 0 lands on the x0 prediction
+    for name in SAMPLERS:
+        torch.testing.assert_close(SAMPLERS[name](model, x.clone(), [0.8, 0.0], generator=torch.Generator().manual_seed(0)), d)
+
+
+def test_dpmpp_2m_second_step_uses_the_previous_prediction():
+    preds = iter([torch.tensor([0.2], dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64)])
+    model = lambda x_, s: next(preds)
+    x = torch.tensor([0.9], dtype=torch.float64)
+    s0, s1, s2 = 0.9, 0.6, 0.3
+    lam = lambda s: math.log((1 - s) / s)
+    step = lambda x_, s, sn, D: (sn / s) * x_ + ((1 - sn) - sn * (1 - s) / s) * D
+    x1 = step(x, s0, s1, torch.tensor([0.2], dtype=torch.float64))
+    h, h_last = lam(s2) - lam(s1), lam(s1) - lam(s0)
+    r = h_last / h
+    D = (1 + 1 / (2 * r)) * 0.5 - (1 / (2 * r)) * 0.2
+    torch.testing.assert_close(SAMPLERS["dpmpp_2m"](model, x.clone(), [s0, s1, s2]), step(x1, s1, s2, D))
+
+
+@pytest.mark.parametrize("name", ["euler_ancestral", "ddim_eta"])
+def test_stochastic_samplers_land_on_the_gaussian(name):
+    mu, sd = 0.7, 0.4
+    schedule = schedule_of("flow", "velocity")
+    sigmas = [float(u) for u in schedule.flow_sigma(schedule_levels("simple", 400, schedule))]
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(20_000, generator=g, dtype=torch.float64)
+    if name == "ddim_eta":
+        out = SAMPLERS["ddim"](gaussian_x0(mu, sd), x, sigmas, generator=g, eta=0.5)
+    else:
+        out = SAMPLERS[name](gaussian_x0(mu, sd), x, sigmas, generator=g)
+    assert float(out.mean()) == pytest.approx(mu, abs=0.01)
+    assert float(out.std()) == pytest.approx(sd, rel=0.03)
+
+
+def test_ancestral_step_keeps_the_marginal_variance():
+    # from x ~ (1 - s) x0 + s eps with x0 known, one ancestral step to s' gives (1 - s') x0 + s' eps'
+    from avdit.sampling import _ancestral_step
+
+    g = torch.Generator().manual_seed(1)
+    x0 = 0.5
+    eps = torch.randn(200_000, generator=g, dtype=torch.float64)
+    s, s_next = 0.8, 0.4
+    x = (1 - s) * x0 + s * eps
+    out = _ancestral_step(x, torch.full_like(x, x0), s, s_next, 1.0, g)
+    assert float(out.mean()) == pytest.approx((1 - s_next) * x0, abs=0.005)
+    assert float(out.std()) == pytest.approx(s_next, rel=0.01)
+    # eta = 0 is the deterministic DDIM step
+    torch.testing.assert_close(_ancestral_step(x, torch.full_like(x, x0), s, s_next, 0.0, g), (1 - s_next) * x0 + s_next * eps)
+
+
+def test_flow_denoising_of_a_batch_uses_each_items_own_levels():
+    from avdit import sampling
+
+    denoise_flow = getattr(sampling, "denoise_flow", None)
+    if denoise_flow is None:
+        pytest.skip("this version has no avdit.sampling.denoise_flow")
+    torch.manual_seed(0)
+    model = AVDiT(tiny_config(kind="cosine", target="v")).eval().requires_grad_(False)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    schedule = schedule_of("cosine", "v")
+    video, audio, lv, la = batch_inputs(3)
+    x0_v, x0_a = denoise_flow(model, schedule, video, audio, lv, la)
+    for i in range(3):
+        v, a = denoise_flow(model, schedule, video[i : i + 1], audio[i : i + 1], lv[i : i + 1], la[i : i + 1])
+        torch.testing.assert_close(x0_v[i : i + 1], v, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(x0_a[i : i + 1], a, rtol=1e-5, atol=1e-5)
+    # and it is the schedule's x0 of the model's output at the model's input scale
+    scale_v = schedule.flow_scale(lv)[:, None, :, None, None]
+    scale_a = schedule.flow_scale(la)[:, None, :]
+    out_v, out_a = model(video * scale_v, audio * scale_a, lv, la)
+    torch.testing.assert_close(x0_v, schedule.denoised(video * scale_v, out_v, lv[:, None, :, None, None]), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x0_a, schedule.denoised(audio * scale_a, out_a, la[:, None, :]), rtol=1e-5, atol=1e-5)
