@@ -107,6 +107,11 @@ class AVDiTPipeline:
         return next(self.denoiser.parameters()).device
 
     @property
+    def codec_device(self) -> torch.device:
+        """Where the codecs run (weight-free codecs: with the denoiser)."""
+        return next(self.video_codec.parameters(), next(self.denoiser.parameters())).device
+
+    @property
     def native_fps(self) -> float:
         return self.config.layout.fps
 
@@ -149,13 +154,13 @@ class AVDiTPipeline:
             native = native[: layout.num_frames]
             spans["video"] = [(0.0, min(native.shape[0] / lay.fps, frames.shape[0] / float(fps)))]
             padded = torch.cat([native, native[-1:].expand(layout.num_frames - native.shape[0], -1, -1, -1)])
-            video = self.video_codec.encode(padded[None].to(self.device)).to(video)
+            video = self.video_codec.encode(padded[None].to(self.codec_device)).to(video)
         if waveform is not None:
             native = media.conform_audio(waveform, sample_rate, lay.sample_rate, self.config.audio_codec.channels)
             native = native[:, : layout.num_samples]
             spans["audio"] = [(0.0, native.shape[1] / lay.sample_rate)]
             padded = torch.nn.functional.pad(native, (0, layout.num_samples - native.shape[1]))
-            audio = self.audio_codec.encode(padded[None].to(self.device)).to(audio)
+            audio = self.audio_codec.encode(padded[None].to(self.codec_device)).to(audio)
         available = NoiseLevelMask(*(torch.where(layout.covered(spans[m], m), 0.0, 1.0) for m in ("video", "audio")))
         return AVLatent(video, audio, layout, available, seconds=latent.seconds)
 
@@ -175,9 +180,9 @@ class AVDiTPipeline:
         """-> frames (B, F, H, W, 3) in 0..1, waveform (B, C, S), fps, sample rate, cut to the
         duration asked for (in whole frames; audio to exactly those frames' length)."""
         num_frames = latent.output_frames
-        frames = self.video_codec.decode(latent.video.float())[:, :num_frames]
+        frames = self.video_codec.decode(latent.video.float().to(self.codec_device))[:, :num_frames]
         num_samples = round(num_frames / latent.layout.fps * latent.layout.sample_rate)
-        waveform = self.audio_codec.decode(latent.audio.float())[:, :, :num_samples]
+        waveform = self.audio_codec.decode(latent.audio.float().to(self.codec_device))[:, :, :num_samples]
         return frames.cpu(), waveform.cpu(), self.native_fps, self.native_sample_rate
 
     # --- sampling -----------------------------------------------------------------------------
@@ -194,11 +199,11 @@ class AVDiTPipeline:
         `_sample_windowed`). `callback(info)` is called at every step; windowed, info also holds
         "window" and "windows" (0-based index, count).
         """
-        lay = self.config.layout
-        if windowed and latent.layout.num_frames > lay.window_frames:
-            return self._sample_windowed(latent, context_seconds, callback, dict(
-                steps=steps, sampler=sampler, scheduler=scheduler, seed=seed, video_guidance=video_guidance,
-                audio_guidance=audio_guidance, guidance_drop=guidance_drop, shift=shift))
+        if windowed:
+            sampling = dict(steps=steps, sampler=sampler, scheduler=scheduler, seed=seed, video_guidance=video_guidance,
+                            audio_guidance=audio_guidance, guidance_drop=guidance_drop, shift=shift)
+            return self.sample_windowed(latent, lambda window, step: self.sample(window, callback=step, **sampling),
+                                        context_seconds, callback)
         mask = latent.effective_mask()
         video, audio = sample(
             self.denoiser, self.schedule, mask, latent.video.to(self.device), latent.audio.to(self.device),
@@ -208,13 +213,20 @@ class AVDiTPipeline:
         everything = NoiseLevelMask(torch.zeros_like(mask.video), torch.zeros_like(mask.audio))
         return AVLatent(video, audio, latent.layout, everything, seconds=latent.seconds)
 
-    def _sample_windowed(self, latent: AVLatent, context_seconds: float | None, callback, sampling: dict) -> AVLatent:
-        """Sample a long latent one training window at a time, in latent space: each window is cut
-        from the latent (its first video latent frame, a frame of its own in a causal codec, is
-        encoded afresh from the decoded frame), sampled with what the mask gives and what earlier
-        windows made as its given blocks, and what it makes is written back. Nothing already there
-        is re-encoded, so the given blocks and earlier windows' output stay exactly as they are."""
+    def sample_windowed(self, latent: AVLatent, sample_window, context_seconds: float | None = None,
+                        callback=None) -> AVLatent:
+        """Sample a latent longer than one training window one window at a time, in latent space
+        (a latent of at most one window is sampled whole): each window is cut from the latent (its
+        first video latent frame, a frame of its own in a causal codec, is encoded afresh from the
+        decoded frame), sampled by `sample_window(window_latent, step_callback) -> AVLatent` with
+        what the mask gives and what earlier windows made as its given blocks, and what it makes is
+        written back. Nothing already there is re-encoded, so the given blocks and earlier windows'
+        output stay exactly as they are. `callback(info)` gets each step's info with "window" and
+        "windows" added. The pipeline's own sampler and ComfyUI's both sample through this."""
         lay, layout = self.config.layout, latent.layout
+        if layout.num_frames <= lay.window_frames:
+            step = None if callback is None else (lambda info: callback({**info, "window": 0, "windows": 1}))
+            return sample_window(latent, step)
         window = Layout.from_config(self.config, num_frames=lay.window_frames)
         stride, samples_per_frame = layout.temporal_stride, lay.sample_rate / lay.fps
         if context_seconds is None:
@@ -255,11 +267,11 @@ class AVDiTPipeline:
             cut_v[:, :, in_v] = video[:, :, rows_v[in_v]]
             cut_a[:, :, in_a] = audio[:, :, rows_a[in_a]]
             if layout.causal and first > 0:
-                frame = self.video_codec.decode(video[:, :, : first // stride + 1].float())[:, first : first + 1]
+                frame = self.video_codec.decode(video[:, :, : first // stride + 1].float().to(self.codec_device))[:, first : first + 1]
                 cut_v[:, :, :1] = self.video_codec.encode(frame).to(cut_v)
             step = None if callback is None else (lambda info, i=index: callback({**info, "window": i, "windows": len(starts)}))
             window_latent = AVLatent(cut_v, cut_a, window, NoiseLevelMask(levels_v, levels_a), seconds=window.duration)
-            out = self.sample(window_latent, callback=step, **sampling)
+            out = sample_window(window_latent, step)
             video[:, :, rows_v[made_v]] = out.video[:, :, made_v].to(video)
             audio[:, :, rows_a[made_a]] = out.audio[:, :, made_a].to(audio)
             todo_v[rows_v[made_v]], todo_a[rows_a[made_a]] = 0.0, 0.0

@@ -283,28 +283,58 @@ class MonlDenoiser:
         return torch.where(self.join == 0, self.given, denoised)
 
     def _predict(self, x_flow: torch.Tensor, video_levels: torch.Tensor, audio_levels: torch.Tensor) -> torch.Tensor:
-        """Flow-coordinate x -> the model's input scale -> network -> x0 (flattened)."""
+        """Flow-coordinate x -> x0 (flattened), through `denoise_flow`."""
         self.model_calls += 1
-        levels = self.expand(video_levels[0], audio_levels[0]) if video_levels.shape[0] == 1 else torch.cat(
-            [self.expand(lv, la) for lv, la in zip(video_levels, audio_levels)]
-        )
-        scale = self.schedule.flow_scale(levels)  # (B|1, N): x_t = x_flow * (alpha + sigma)
-        x_t = x_flow * scale
-        video, audio = self.unpack(x_t)
-        dtype = next(self.model.parameters()).dtype
-        out_video, out_audio = self.model(video.to(dtype), audio.to(dtype), video_levels, audio_levels)
-        output = self.pack(out_video.float(), out_audio.float())
-        return self.schedule.denoised(x_t, output, levels)
+        video, audio = self.unpack(x_flow)
+        return self.pack(*denoise_flow(self.model, self.schedule, video, audio, video_levels, audio_levels))
 
     def finish(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The sampler's final state -> (video, audio) latents, given blocks exactly as given."""
         return self.unpack(torch.where(self.join == 0, self.given, x))
 
 
+def denoise_flow(model, schedule: Schedule, video: torch.Tensor, audio: torch.Tensor, video_levels: torch.Tensor,
+                 audio_levels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x0 predictions (float32) of flow-coordinate latents video (B, Cv, Tv, h, w) and audio (B, Ca, Ta)
+    whose latent frames sit at noise levels (B, Tv) and (B, Ta): each frame is scaled to the
+    model's input scale x_t = x_flow * (alpha + sigma), run through the network, and its output
+    turned into x0 by the checkpoint's target. The one model call of every sampling path."""
+    scale_video = schedule.flow_scale(video_levels.float())[:, None, :, None, None]  # (B, 1, Tv, 1, 1)
+    scale_audio = schedule.flow_scale(audio_levels.float())[:, None, :]  # (B, 1, Ta)
+    x_video, x_audio = video.float() * scale_video, audio.float() * scale_audio
+    dtype = next(model.parameters()).dtype
+    out_video, out_audio = model(x_video.to(dtype), x_audio.to(dtype), video_levels.float(), audio_levels.float())
+    return (schedule.denoised(x_video, out_video.float(), video_levels.float()[:, None, :, None, None]),
+            schedule.denoised(x_audio, out_audio.float(), audio_levels.float()[:, None, :]))
+
+
+def snap_levels(levels: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """Each noise-mask level (any shape) -> t*, the largest of the sampler's `sigmas` (descending,
+    ending at 0) that is <= it: the level a given block is held at until the sampler comes down to
+    it (see `avdit.monl`). Level 0 stays 0; a level at or above the first sigma is never held."""
+    grid = sigmas.to(torch.float64).flatten()
+    snapped = _snap_down(levels.to(torch.float64).flatten(), grid)
+    return torch.where(levels.to(torch.float64).flatten() >= grid.max(), levels.to(torch.float64).flatten(), snapped).reshape(levels.shape)
+
+
+def held_mask(levels: torch.Tensor, sigma: float, sigmas: torch.Tensor) -> torch.Tensor:
+    """The sampler-step mask m(sigma) of ComfyUI's inpainting convention (x_in = m x + (1 - m) given,
+    per-token timestep m * sigma) that gives MoNL's meaning to levels: a block of level l is held at
+    t* = snap(l) (the given content noised to t*, timestep t*) while sigma > t*, so m = t* / sigma,
+    and is sampled freely (m = 1) once sigma <= t*. Level 0: m = 0 (given, exactly); level 1: m = 1."""
+    t_star = snap_levels(levels, sigmas).to(levels.dtype if levels.is_floating_point() else torch.float32)
+    sigma = float(sigma)
+    if sigma <= 0:
+        return torch.ones_like(t_star)
+    return torch.where(t_star >= sigma - 1e-6, torch.ones_like(t_star), t_star / sigma)
+
+
 def _snap_down(mask_levels: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """For each mask level, the largest level of the descending `grid` that is <= it."""
-    candidates = torch.where(grid[None, :] <= mask_levels[:, None] + 1e-9, grid[None, :], torch.tensor(-1.0, dtype=grid.dtype))
-    return candidates.max(dim=1).values.clamp(min=0)
+    """For each mask level, the largest level of the descending `grid` that is <= it (0 if none).
+    A binary search, so it costs little on the millions of tokens of a large latent."""
+    ascending = grid.to(mask_levels.device, mask_levels.dtype).flip(0).contiguous()
+    index = torch.searchsorted(ascending, (mask_levels + 1e-9).contiguous(), right=True) - 1
+    return torch.where(index >= 0, ascending[index.clamp(min=0)], torch.zeros_like(mask_levels)).clamp(min=0)
 
 
 def sample(

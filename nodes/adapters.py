@@ -14,7 +14,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from avdit.monl import MODALITIES, TASKS, NoiseLevelMask, task_mask
@@ -26,18 +25,23 @@ MODALITY_CHOICES = {"both": MODALITIES, "video": ("video",), "audio": ("audio",)
 
 
 @dataclass
-class AVDiTModel:
-    """What flows on an AVDIT_MODEL wire: the pipeline and where it runs and rests."""
+class AVDiTCodecs:
+    """What flows on an AVDIT_CODECS wire: the checkpoint's pipeline, whose codecs (and layout)
+    Encode, Empty Latent and Decode use; the denoiser itself flows as a core MODEL."""
 
     pipeline: AVDiTPipeline
     name: str
-    dtype: torch.dtype
-    load_device: torch.device
-    offload_device: torch.device
+
+    def modules(self) -> tuple[torch.nn.Module, torch.nn.Module]:
+        return self.pipeline.video_codec, self.pipeline.audio_codec
 
     def size_bytes(self) -> int:
-        modules = (self.pipeline.denoiser, self.pipeline.video_codec, self.pipeline.audio_codec)
-        return sum(p.numel() * p.element_size() for m in modules for p in m.parameters())
+        return sum(p.numel() * p.element_size() for m in self.modules() for p in m.parameters())
+
+    def to(self, device) -> "AVDiTCodecs":
+        for module in self.modules():
+            module.to(device)
+        return self
 
 
 # --- checkpoints -----------------------------------------------------------------------------
@@ -96,7 +100,7 @@ def audio_to_waveform(audio: dict) -> tuple[torch.Tensor, int]:
     return waveform[0].float().cpu(), int(audio["sample_rate"])
 
 
-def encode(model: AVDiTModel, images: torch.Tensor | None, fps: float, audio: dict | None, duration: float,
+def encode(codecs: AVDiTCodecs, images: torch.Tensor | None, fps: float, audio: dict | None, duration: float,
            resize: str = "crop") -> AVLatent:
     """IMAGE and/or AUDIO -> AV_LATENT of `duration` seconds (0: as long as the longer input)."""
     if images is None and audio is None and duration <= 0:
@@ -105,7 +109,7 @@ def encode(model: AVDiTModel, images: torch.Tensor | None, fps: float, audio: di
     waveform, rate = audio_to_waveform(audio) if audio is not None else (None, None)
     if frames is not None and not (fps > 0 and math.isfinite(fps)):
         raise ValueError(f"AVDiTEncode: fps is {fps}; give the frame rate of the images (> 0)")
-    return model.pipeline.encode(frames=frames, fps=fps if frames is not None else None, waveform=waveform,
+    return codecs.pipeline.encode(frames=frames, fps=fps if frames is not None else None, waveform=waveform,
                                  sample_rate=rate, duration=duration if duration > 0 else None, resize=resize)
 
 
@@ -187,22 +191,15 @@ def progress(info: dict, steps: int) -> tuple[int, int]:
     return window * steps + info["i"] + 1, windows * steps
 
 
-# --- sampling previews -------------------------------------------------------------------------
-def preview_frame(model: AVDiTModel, video: torch.Tensor) -> np.ndarray:
-    """The middle frame of the current x0 prediction `video` (B, C, Tv, h, w) as (H, W, 3) uint8;
-    only the first item's middle latent frame is decoded."""
-    middle = video.shape[2] // 2
-    frames = model.pipeline.video_codec.decode(video[:1, :, middle:middle + 1].float())  # (1, f, H, W, 3)
-    frame = frames[0, frames.shape[1] // 2].clamp(0, 1)
-    return (frame * 255).round().to(torch.uint8).cpu().numpy()
-
-
 # --- media out ---------------------------------------------------------------------------------
-def decoded_to_comfy(frames: torch.Tensor, waveform: torch.Tensor, sample_rate: int) -> tuple[torch.Tensor, dict]:
-    """pipeline.decode's (B, F, H, W, 3), (B, C, S) -> IMAGE (F, H, W, 3) of the first item, AUDIO."""
-    images = frames[0].float().clamp(0, 1).contiguous()
-    audio = {"waveform": waveform[:1].float().contiguous(), "sample_rate": int(sample_rate)}
-    return images, audio
+def decoded_to_comfy(frames: torch.Tensor, waveform: torch.Tensor, sample_rate: int) -> tuple[torch.Tensor, dict, dict]:
+    """pipeline.decode's (B, F, H, W, 3), (B, C, S) -> IMAGE (B*F, H, W, 3) with the clips one after
+    another, AUDIO with one batch item per clip, and the AUDIO of the clips one after another (for
+    the VIDEO that shows them in a row)."""
+    images = frames.float().clamp(0, 1).flatten(0, 1).contiguous()
+    audio = {"waveform": waveform.float().contiguous(), "sample_rate": int(sample_rate)}
+    in_a_row = {"waveform": waveform.float().movedim(0, 1).flatten(1)[None].contiguous(), "sample_rate": int(sample_rate)}
+    return images, audio, in_a_row
 
 
 def check_filename_prefix(prefix: str) -> str | None:

@@ -1,7 +1,8 @@
 """The AVDiT nodes (ComfyUI V3 schema). Each node adapts ComfyUI types to `avdit.pipeline`;
 the work itself is in `avdit/` and in `nodes/adapters.py`.
 
-Only the V3 surface that ComfyUI 0.3.64 and 0.33 share is used (comfy_api/latest/_io.py of both).
+Only the V3 surface that ComfyUI 0.9.1 and 0.33 share is used (comfy_api/latest/_io.py of both).
+The model is a core MODEL and the latents are core audio-video LATENTs (see `comfy_avdit`).
 """
 from __future__ import annotations
 
@@ -15,21 +16,23 @@ from fractions import Fraction
 import torch
 
 import comfy.model_management as mm
+import comfy.sample
+import comfy.samplers
 import comfy.utils
 import folder_paths
+import latent_preview
 from comfy.cli_args import args
 from comfy_api.latest import ComfyExtension, InputImpl, Types, io, ui
 
 from avdit.monl import TASKS
 from avdit.pipeline import ASSETS, AVDiTPipeline
-from avdit.sampling import DEFAULT_GUIDANCE, SAMPLERS, SCHEDULERS
+from avdit.sampling import DEFAULT_GUIDANCE
 
-from . import adapters
+from . import adapters, comfy_avdit
 
 log = logging.getLogger("avdit")
 
-AVDiTModelType = io.Custom("AVDIT_MODEL")
-AVLatentType = io.Custom("AV_LATENT")
+AVDiTCodecsType = io.Custom("AVDIT_CODECS")
 CATEGORY = "AVDiT"
 MODEL_FOLDER = "avdit"
 EXAMPLE_INPUTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "example_workflows", "input")
@@ -73,22 +76,22 @@ def checkpoint_path(name: str) -> str:
 
 
 @contextlib.contextmanager
-def on_load_device(model: adapters.AVDiTModel):
-    """Run on the sampling device (freeing ComfyUI-managed models to make room), offload after."""
-    if model.load_device != model.offload_device:
-        mm.free_memory(model.size_bytes() * 2, model.load_device)
-    model.pipeline.to(model.load_device)
+def on_vae_device(codecs: adapters.AVDiTCodecs):
+    """Run the codecs on ComfyUI's VAE device (the GPU when there is one), then offload them."""
+    device, offload = mm.vae_device(), mm.vae_offload_device()
+    if device != offload:
+        mm.free_memory(codecs.size_bytes() * 2, device)
+    codecs.to(device)
     try:
         yield
     finally:
-        model.pipeline.to(model.offload_device)
-        mm.soft_empty_cache()
+        codecs.to(offload)
 
 
-def _cpu(latent):
-    """Latents cross nodes on ComfyUI's intermediate device (the CPU unless --gpu-only)."""
-    return dataclasses.replace(latent, video=latent.video.to(mm.intermediate_device()),
-                               audio=latent.audio.to(mm.intermediate_device()))
+def native(latent) -> dict:
+    """An AVLatent as the native AV LATENT, on ComfyUI's intermediate device (the CPU unless --gpu-only)."""
+    device = mm.intermediate_device()
+    return comfy_avdit.to_native(dataclasses.replace(latent, video=latent.video.to(device), audio=latent.audio.to(device)))
 
 
 class AVDiTLoader(io.ComfyNode):
@@ -99,18 +102,20 @@ class AVDiTLoader(io.ComfyNode):
             node_id="AVDiTLoader",
             display_name="AVDiT Loader",
             category=CATEGORY,
-            description="Loads an AVDiT checkpoint (denoiser and both codecs) from models/avdit/ or the pack's bundled models.",
+            description="Loads an AVDiT checkpoint from models/avdit/ or the pack's bundled models: the denoiser as a MODEL "
+                        "under ComfyUI's model management, and its audio and video codecs.",
             inputs=[
                 io.Combo.Input("checkpoint", options=choices, tooltip="A .safetensors AVDiT checkpoint from models/avdit/ or bundled with the pack (a file in models/avdit/ hides a bundled one of the same name)."),
-                io.Combo.Input("dtype", options=list(adapters.DTYPE_CHOICES), default="auto", tooltip="Weight precision of the denoiser. auto: what ComfyUI picks for the device (fp32 on CPU). The codecs always run in fp32."),
-                io.Combo.Input("device", options=["default", "cpu"], default="default", tooltip="default: ComfyUI's device (the GPU for sampling, offloaded after). cpu: always run on the CPU."),
+                io.Combo.Input("dtype", options=list(adapters.DTYPE_CHOICES), default="auto", tooltip="Weight precision of the denoiser. auto: what ComfyUI picks for its device (fp32 on CPU). The codecs always run in fp32."),
             ],
-            outputs=[AVDiTModelType.Output(display_name="model", tooltip="The loaded AVDiT: denoiser, codecs and config.")],
+            outputs=[
+                io.Model.Output(display_name="model", tooltip="The AVDiT denoiser: sample with MoNL KSampler, or with SamplerCustomAdvanced and the MoNL Guider."),
+                AVDiTCodecsType.Output(display_name="codecs", tooltip="The checkpoint's video and audio codecs, for AVDiT Encode, Empty Latent and Decode."),
+            ],
         )
 
     @classmethod
     def validate_inputs(cls, checkpoint):
-        # ComfyUI 0.3.64 does not check V3 combo values when a prompt is queued; 0.33 does.
         choices = adapters.checkpoint_choices(folder_paths.get_filename_list(MODEL_FOLDER), adapters.bundled_checkpoints(ASSETS))
         if checkpoint not in choices:
             return (f"AVDiTLoader: checkpoint {checkpoint!r} is not in models/{MODEL_FOLDER}/ nor bundled; "
@@ -118,17 +123,13 @@ class AVDiTLoader(io.ComfyNode):
         return True
 
     @classmethod
-    def execute(cls, checkpoint: str, dtype: str, device: str) -> io.NodeOutput:
+    def execute(cls, checkpoint: str, dtype: str) -> io.NodeOutput:
         path = checkpoint_path(checkpoint)
-        if device == "cpu":
-            load_device = offload_device = torch.device("cpu")
-        else:
-            load_device, offload_device = mm.get_torch_device(), mm.unet_offload_device()
-        auto = mm.unet_dtype(load_device, supported_dtypes=[torch.bfloat16, torch.float16, torch.float32]) \
-            if load_device.type != "cpu" else torch.float32
-        weight_dtype = adapters.resolve_dtype(dtype, auto)
-        pipeline = AVDiTPipeline.load(path, device=offload_device, dtype=weight_dtype)
-        return io.NodeOutput(adapters.AVDiTModel(pipeline, checkpoint, weight_dtype, load_device, offload_device))
+        load_device, offload_device = mm.get_torch_device(), mm.unet_offload_device()
+        weight_dtype = adapters.resolve_dtype(dtype, mm.unet_dtype(load_device, supported_dtypes=[torch.bfloat16, torch.float16, torch.float32]))
+        pipeline = AVDiTPipeline.load(path, device=mm.vae_offload_device(), dtype=weight_dtype)
+        model = comfy_avdit.model_patcher(pipeline, load_device, offload_device)
+        return io.NodeOutput(model, adapters.AVDiTCodecs(pipeline, checkpoint))
 
 
 class AVDiTEncode(io.ComfyNode):
@@ -138,21 +139,23 @@ class AVDiTEncode(io.ComfyNode):
             node_id="AVDiTEncode",
             display_name="AVDiT Encode",
             category=CATEGORY,
-            description="Encodes video frames and/or audio into an AV latent of a total duration; a missing modality and the time after the inputs end are left to generate.",
+            description="Encodes video frames and/or audio into an audio-video latent of a total duration; a missing modality and the time after the inputs end are left to generate.",
             inputs=[
-                AVDiTModelType.Input("model", tooltip="The AVDiT whose codecs encode the inputs."),
+                AVDiTCodecsType.Input("codecs", tooltip="The AVDiT codecs (from AVDiT Loader) that encode the inputs."),
                 io.Image.Input("images", optional=True, tooltip="Video frames (IMAGE batch, one image per frame), e.g. from Get Video Components. Leave empty to generate the video."),
                 io.Float.Input("fps", default=8.0, min=0.01, max=1000.0, step=0.001, tooltip="Frame rate of the images (Get Video Components gives it). Converted to the model's frame rate."),
                 io.Audio.Input("audio", optional=True, tooltip="Audio, e.g. from Load Audio or Get Video Components. Leave empty to generate the audio."),
                 seconds_input("duration", 0.0, "Total length of the clip in seconds; the time after the inputs end is generated. 0: as long as the longer input."),
                 io.Combo.Input("resize", options=["crop", "pad", "stretch"], default="crop", tooltip="How frames of another size reach the model's size: centre crop, fit inside with black bars, or stretch."),
             ],
-            outputs=[AVLatentType.Output(display_name="av_latent", tooltip="Video and audio latents, with what the inputs cover marked as given.")],
+            outputs=[io.Latent.Output(display_name="latent", tooltip="A native audio-video latent (video and audio, as core Concat AV Latent makes), with what the inputs cover marked as given in its noise mask.")],
         )
 
     @classmethod
-    def execute(cls, model, fps: float, duration: float, resize: str, images=None, audio=None) -> io.NodeOutput:
-        return io.NodeOutput(_cpu(adapters.encode(model, images, fps, audio, duration, resize)))
+    def execute(cls, codecs, fps: float, duration: float, resize: str, images=None, audio=None) -> io.NodeOutput:
+        with on_vae_device(codecs):
+            latent = adapters.encode(codecs, images, fps, audio, duration, resize)
+        return io.NodeOutput(native(latent))
 
 
 class AVDiTEmptyLatent(io.ComfyNode):
@@ -162,17 +165,18 @@ class AVDiTEmptyLatent(io.ComfyNode):
             node_id="AVDiTEmptyLatent",
             display_name="AVDiT Empty Latent",
             category=CATEGORY,
-            description="An AV latent of a duration with nothing given: everything is generated (joint generation).",
+            description="An audio-video latent of a duration with nothing given: everything is generated (joint generation).",
             inputs=[
-                AVDiTModelType.Input("model", tooltip="The AVDiT whose layout (frame rate, size, sample rate) the latent follows."),
+                AVDiTCodecsType.Input("codecs", tooltip="The AVDiT codecs (from AVDiT Loader) whose layout (frame rate, size, sample rate) the latent follows."),
                 seconds_input("duration", 2.125, "Length of the clip in seconds (rounded up to the model's frame grid).", min=0.125),
+                io.Int.Input("batch_size", default=1, min=1, max=64, tooltip="Number of clips to generate at once."),
             ],
-            outputs=[AVLatentType.Output(display_name="av_latent", tooltip="An empty AV latent.")],
+            outputs=[io.Latent.Output(display_name="latent", tooltip="An empty native audio-video latent.")],
         )
 
     @classmethod
-    def execute(cls, model, duration: float) -> io.NodeOutput:
-        return io.NodeOutput(_cpu(model.pipeline.empty_latent(duration)))
+    def execute(cls, codecs, duration: float, batch_size: int = 1) -> io.NodeOutput:
+        return io.NodeOutput(native(codecs.pipeline.empty_latent(duration, batch=batch_size)))
 
 
 class AVDiTNoiseLevelMask(io.ComfyNode):
@@ -183,9 +187,9 @@ class AVDiTNoiseLevelMask(io.ComfyNode):
             node_id="AVDiTNoiseLevelMask",
             display_name="AVDiT Noise Level Mask",
             category=CATEGORY,
-            description="Sets the task: which (modality, time) blocks are given and which are generated, as a Mixture-of-Noise-Levels mask.",
+            description="Sets the task: which (modality, time) blocks of an audio-video latent are given and which are generated, as a Mixture-of-Noise-Levels noise mask.",
             inputs=[
-                AVLatentType.Input("av_latent", tooltip="The latent to set the task on (from AVDiT Encode or Empty Latent)."),
+                io.Latent.Input("latent", tooltip="The audio-video latent to set the task on (from AVDiT Encode or Empty Latent)."),
                 io.Combo.Input("task", options=list(TASKS), default="continue", tooltip="joint: generate both. a2v: audio given, make video. v2a: video given, make audio. continue: the first given_seconds given. inpaint: all but start..end given. interpolate: the first head_seconds and last tail_seconds given. custom: levels per (modality, segment)."),
                 seconds_input("given_seconds", 1.0, "continue: seconds from the start that are given."),
                 seconds_input("start", 0.5, "inpaint: start of the span to regenerate, in seconds."),
@@ -193,80 +197,128 @@ class AVDiTNoiseLevelMask(io.ComfyNode):
                 seconds_input("head_seconds", 0.5, "interpolate: seconds at the start that are given."),
                 seconds_input("tail_seconds", 0.5, "interpolate: seconds at the end that are given."),
                 io.Combo.Input("modalities", options=list(adapters.MODALITY_CHOICES), default="both", tooltip="continue / inpaint / interpolate: which modalities the given spans hold (e.g. audio: keep the audio there, generate all of the video)."),
-                io.Float.Input("video_given_level", tooltip="Noise level on given video blocks: 0 keeps them exactly; 0 < l < 1 keeps their coarse structure and re-draws detail.", **level),
+                io.Float.Input("video_given_level", tooltip="Noise level on given video blocks: 0 keeps them exactly; 0 < l < 1 keeps their coarse structure and re-draws detail (with the MoNL Guider or KSampler: the given content noised to l, held until the sampler comes down to l).", **level),
                 io.Float.Input("audio_given_level", tooltip="Noise level on given audio blocks: 0 keeps them exactly; 0 < l < 1 keeps their coarse structure and re-draws detail.", **level),
                 io.String.Input("levels", default="video: 0 1 1 1 1\naudio: 0 1 1 1 1", multiline=True, tooltip="custom: one row for video and one for audio, one level per segment (0 given, 1 generated); the error message says how many segments the clip has."),
+                io.Model.Input("model", optional=True, tooltip="The AVDiT the latent is for: needed only when the latent lost its time grid (e.g. after core Separate / Concat AV Latent of other latents)."),
             ],
             outputs=[
-                AVLatentType.Output(display_name="av_latent", tooltip="The latent with the task's noise-level mask."),
+                io.Latent.Output(display_name="latent", tooltip="The latent with the task's noise mask (per-token noise levels: 0 given, 1 generated)."),
                 io.String.Output(display_name="summary", tooltip="What is given and what is generated, in seconds."),
             ],
         )
 
     @classmethod
-    def execute(cls, av_latent, task, given_seconds, start, end, head_seconds, tail_seconds, modalities,
-                video_given_level, audio_given_level, levels) -> io.NodeOutput:
-        latent = adapters.set_task(av_latent, task, given_seconds=given_seconds, start=start, end=end,
-                                   head_seconds=head_seconds, tail_seconds=tail_seconds, modalities=modalities,
-                                   video_given_level=video_given_level, audio_given_level=audio_given_level, levels=levels)
-        return io.NodeOutput(latent, adapters.describe_mask(latent))
+    def execute(cls, latent, task, given_seconds, start, end, head_seconds, tail_seconds, modalities,
+                video_given_level, audio_given_level, levels, model=None) -> io.NodeOutput:
+        pipeline = comfy_avdit.avdit_pipeline(model) if model is not None else None
+        av = comfy_avdit.from_native(latent, "AVDiTNoiseLevelMask", pipeline)
+        av = adapters.set_task(av, task, given_seconds=given_seconds, start=start, end=end,
+                               head_seconds=head_seconds, tail_seconds=tail_seconds, modalities=modalities,
+                               video_given_level=video_given_level, audio_given_level=audio_given_level, levels=levels)
+        return io.NodeOutput(comfy_avdit.replace_native(latent, av), adapters.describe_mask(av))
+
+
+def guidance_inputs() -> list:
+    guidance = dict(default=DEFAULT_GUIDANCE, min=0.0, max=30.0, step=0.1, round=0.01)
+    return [
+        io.Float.Input("video_guidance", tooltip="Guidance scale on video (1 = off): how strongly the video follows the given blocks.", **guidance),
+        io.Float.Input("audio_guidance", tooltip="Guidance scale on audio (1 = off): how strongly the audio follows the given blocks.", **guidance),
+        io.Combo.Input("guidance_drop", options=list(comfy_avdit.MODALITY_DROPS), default="all", tooltip="The unconditional variant of guidance: which given blocks it replaces by noise (all, only the video, or only the audio)."),
+    ]
+
+
+class AVDiTGuider(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="AVDiTGuider",
+            display_name="MoNL Guider",
+            category=CATEGORY,
+            description="Guidance through noise levels for SamplerCustomAdvanced, on AVDiT or any audio-video model with per-token "
+                        "timesteps from its noise mask (LTX-2): the unconditional pass replaces the given blocks by noise, with "
+                        "separate video and audio scales; fractional mask levels hold the given content noised to that level. "
+                        "x0 = C + (s_av - 1)(C - U) + (text_guidance - 1)(C - N), all passes in one model call.",
+            inputs=[
+                io.Model.Input("model", tooltip="The model to guide (AVDiT, or LTX-2 from core loaders)."),
+                *guidance_inputs(),
+                io.Conditioning.Input("positive", optional=True, tooltip="Text conditioning (LTX-2). AVDiT takes none: leave empty."),
+                io.Conditioning.Input("negative", optional=True, tooltip="Negative text conditioning (LTX-2), used when text_guidance is not 1."),
+                io.Float.Input("text_guidance", default=1.0, min=0.0, max=30.0, step=0.1, round=0.01, optional=True, tooltip="Text guidance scale (1 = off): positive against negative, added to the noise-level guidance."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, optional=True, tooltip="Seed of the noise the unconditional pass puts on the given blocks."),
+            ],
+            outputs=[io.Guider.Output(display_name="guider", tooltip="For SamplerCustomAdvanced.")],
+        )
+
+    @classmethod
+    def execute(cls, model, video_guidance, audio_guidance, guidance_drop, positive=None, negative=None,
+                text_guidance=1.0, seed=0) -> io.NodeOutput:
+        guider = comfy_avdit.MonlGuider(model, video_guidance, audio_guidance, guidance_drop, text_guidance, seed)
+        guider.set_conds(positive, negative)
+        return io.NodeOutput(guider)
 
 
 class AVDiTSampler(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        guidance = dict(default=DEFAULT_GUIDANCE, min=0.0, max=30.0, step=0.1, round=0.01)
         return io.Schema(
             node_id="AVDiTSampler",
             display_name="MoNL KSampler",
             category=CATEGORY,
-            description="Generates the blocks the latent's mask asks for with the Mixture-of-Noise-Levels AVDiT; given blocks come back unchanged.",
+            description="Generates the blocks the latent's noise mask asks for with an AVDiT, through the MoNL Guider and ComfyUI's samplers; given blocks come back unchanged.",
             inputs=[
-                AVDiTModelType.Input("model", tooltip="The AVDiT to sample with."),
-                AVLatentType.Input("av_latent", tooltip="The latent and its task mask (from AVDiT Noise Level Mask, Encode or Empty Latent)."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="The random seed of the noise."),
+                io.Model.Input("model", tooltip="The AVDiT to sample with (from AVDiT Loader)."),
+                io.Latent.Input("latent", tooltip="The audio-video latent and its noise mask (from AVDiT Noise Level Mask, Encode or Empty Latent)."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True, tooltip="The random seed of the noise (drawn on the CPU: one seed gives one output on any device)."),
                 io.Int.Input("steps", default=25, min=1, max=1000, tooltip="Number of denoising steps."),
-                io.Combo.Input("sampler_name", options=list(SAMPLERS), default="euler", tooltip="The sampling algorithm (heun calls the model twice per step)."),
-                io.Combo.Input("scheduler", options=list(SCHEDULERS), default="simple", tooltip="How the noise levels are spaced over the steps."),
-                io.Float.Input("video_guidance", tooltip="Guidance scale on video (1 = off): how strongly the video follows the given blocks.", **guidance),
-                io.Float.Input("audio_guidance", tooltip="Guidance scale on audio (1 = off): how strongly the audio follows the given blocks.", **guidance),
-                io.Combo.Input("guidance_drop", options=["all", "video", "audio"], default="all", tooltip="The unconditional variant of guidance: which given blocks it replaces by noise (all, only the video, or only the audio)."),
+                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="euler", tooltip="The sampling algorithm (ComfyUI's own)."),
+                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="simple", tooltip="How the noise levels are spaced over the steps (ComfyUI's own)."),
+                *guidance_inputs(),
                 io.Float.Input("shift", default=1.0, min=0.01, max=100.0, step=0.01, tooltip="Moves steps towards high noise (> 1) or low noise (< 1); 1 = the scheduler as is."),
                 io.Combo.Input("long_latents", options=list(adapters.LONG_LATENTS), default="window by window", optional=True,
                                tooltip="A latent longer than the model's training window (2.125 s for the demo model): "
                                        "'window by window' makes it one training window at a time, each given the last 0.625 s "
                                        "of what came before, as `python -m avdit generate` does; 'one pass' samples it whole, "
-                                       "beyond the length the model was trained on (the picture often jumps where the given part "
-                                       "ends). Shorter latents are sampled the same either way."),
+                                       "beyond the length the model was trained on. Shorter latents are sampled the same either way."),
             ],
-            outputs=[AVLatentType.Output(display_name="av_latent", tooltip="The generated latent.")],
+            outputs=[io.Latent.Output(display_name="latent", tooltip="The generated audio-video latent.")],
         )
 
     @classmethod
-    def execute(cls, model, av_latent, seed, steps, sampler_name, scheduler, video_guidance, audio_guidance,
+    def execute(cls, model, latent, seed, steps, sampler_name, scheduler, video_guidance, audio_guidance,
                 guidance_drop, shift, long_latents="window by window") -> io.NodeOutput:
         windowed = adapters.windowed(long_latents)
+        pipeline = comfy_avdit.avdit_pipeline(model)
+        av = comfy_avdit.from_native(latent, "MoNL KSampler", pipeline)
+        sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps).cpu()
+        if shift != 1.0:
+            sigmas = shift * sigmas / (1 + (shift - 1) * sigmas)
+        sampler = comfy.samplers.sampler_object(sampler_name)
         bar = comfy.utils.ProgressBar(steps)
+        previewer = latent_preview.get_previewer(model.load_device, model.model.latent_format)
 
-        def callback(info):
-            mm.throw_exception_if_processing_interrupted()  # the user's cancel, between steps
+        def progress(info):
             done, total = adapters.progress(info, steps)
-            bar.update_absolute(done, total, _preview(model, info["video"]))
+            preview = previewer.decode_latent_to_preview_image("JPEG", info["denoised"]) if previewer else None
+            bar.update_absolute(done, total, preview)
 
-        with on_load_device(model):
-            out = model.pipeline.sample(av_latent, steps=steps, sampler=sampler_name, scheduler=scheduler, seed=seed,
-                                        video_guidance=video_guidance, audio_guidance=audio_guidance,
-                                        guidance_drop=guidance_drop, shift=shift, callback=callback,
-                                        windowed=windowed)
-            out = _cpu(out)
-        return io.NodeOutput(out)
+        def sample_window(window, step):
+            given = comfy_avdit.to_native(window)
+            noise = comfy.sample.prepare_noise(given["samples"], seed)
+            guider = comfy_avdit.MonlGuider(model, video_guidance, audio_guidance, guidance_drop, seed=seed)
+            callback = lambda i, x0, x, total: step({"i": i, "denoised": x0})
+            out = guider.sample(noise, given["samples"], sampler, sigmas, denoise_mask=given.get("noise_mask"),
+                                callback=callback, disable_pbar=True, seed=seed)
+            video, audio = (t.to(mm.intermediate_device()) for t in out.unbind())
+            return comfy_avdit.sampled(window, video, audio)
 
-
-def _preview(model, video):
-    from PIL import Image
-
-    image = Image.fromarray(adapters.preview_frame(model, video))
-    return ("JPEG", image.resize((image.width * 4, image.height * 4), Image.NEAREST), 512)
+        if windowed:
+            out = pipeline.sample_windowed(av, sample_window, callback=progress)
+        else:
+            out = sample_window(av, lambda info: progress({**info, "window": 0, "windows": 1}))
+        device = mm.intermediate_device()
+        out = dataclasses.replace(out, video=out.video.to(device), audio=out.audio.to(device))
+        return io.NodeOutput(comfy_avdit.replace_native(latent, out, with_mask=False))
 
 
 class AVDiTDecode(io.ComfyNode):
@@ -276,25 +328,27 @@ class AVDiTDecode(io.ComfyNode):
             node_id="AVDiTDecode",
             display_name="AVDiT Decode",
             category=CATEGORY,
-            description="Decodes an AV latent into frames, audio and their frame rate, and a VIDEO for core Save Video.",
+            description="Decodes an audio-video latent into frames, audio and their frame rate, and a VIDEO for core Save Video. A batch of clips comes out one after another.",
             inputs=[
-                AVDiTModelType.Input("model", tooltip="The AVDiT whose codecs decode the latent."),
-                AVLatentType.Input("av_latent", tooltip="The latent to decode (usually from MoNL KSampler)."),
+                AVDiTCodecsType.Input("codecs", tooltip="The AVDiT codecs (from AVDiT Loader) that decode the latent."),
+                io.Latent.Input("latent", tooltip="The audio-video latent to decode (usually from MoNL KSampler or SamplerCustomAdvanced)."),
             ],
             outputs=[
-                io.Image.Output(display_name="images", tooltip="The video frames (one IMAGE per frame)."),
-                io.Audio.Output(display_name="audio", tooltip="The audio at the model's sample rate."),
+                io.Image.Output(display_name="images", tooltip="The video frames (one IMAGE per frame; the clips of a batch one after another)."),
+                io.Audio.Output(display_name="audio", tooltip="The audio at the model's sample rate (one batch item per clip)."),
                 io.Float.Output(display_name="fps", tooltip="Frame rate of the images."),
-                io.Video.Output(display_name="video", tooltip="Frames and audio as one VIDEO, for Save Video / Preview."),
+                io.Video.Output(display_name="video", tooltip="Frames and audio as one VIDEO (the clips of a batch one after another), for Save Video / Preview."),
             ],
         )
 
     @classmethod
-    def execute(cls, model, av_latent) -> io.NodeOutput:
-        frames, waveform, fps, rate = model.pipeline.decode(av_latent)
-        images, audio = adapters.decoded_to_comfy(frames, waveform, rate)
+    def execute(cls, codecs, latent) -> io.NodeOutput:
+        av = comfy_avdit.from_native(latent, "AVDiTDecode", codecs.pipeline)
+        with on_vae_device(codecs):
+            frames, waveform, fps, rate = codecs.pipeline.decode(av)
+        images, audio, video_audio = adapters.decoded_to_comfy(frames, waveform, rate)
         video = InputImpl.VideoFromComponents(Types.VideoComponents(
-            images=images, audio=audio, frame_rate=Fraction(fps).limit_denominator(1001)))
+            images=images, audio=video_audio, frame_rate=Fraction(fps).limit_denominator(1001)))
         return io.NodeOutput(images, audio, float(fps), video)
 
 
@@ -344,7 +398,7 @@ class AVDiTSaveVideo(io.ComfyNode):
         return io.NodeOutput(ui=ui.PreviewVideo([ui.SavedResult(file, subfolder, io.FolderType.output)]))
 
 
-NODES = [AVDiTLoader, AVDiTEncode, AVDiTEmptyLatent, AVDiTNoiseLevelMask, AVDiTSampler, AVDiTDecode, AVDiTSaveVideo]
+NODES = [AVDiTLoader, AVDiTEncode, AVDiTEmptyLatent, AVDiTNoiseLevelMask, AVDiTGuider, AVDiTSampler, AVDiTDecode, AVDiTSaveVideo]
 
 
 class AVDiTExtension(ComfyExtension):
