@@ -296,6 +296,7 @@ class MonlGuider(comfy.samplers.CFGGuider):
         self.video_scale, self.audio_scale, self.drop = float(video_scale), float(audio_scale), drop
         self.text_scale, self.seed = float(text_scale), int(seed)
         self.inner_set_conds({"positive": EMPTY_CONDITIONING})
+        self.unconditional_noise = None  # a fixed (packed) noise for the unconditional pass, else drawn from seed + 1
         self.model_calls = 0
 
     def set_conds(self, positive=None, negative=None):
@@ -314,8 +315,11 @@ class MonlGuider(comfy.samplers.CFGGuider):
             given = self.inner_model.process_latent_in(latent_image)
         self.given, self.levels, self.sigmas, self.latent_shapes = given, denoise_mask, sigmas, latent_shapes
         self.video_size = math.prod(latent_shapes[0][1:])
-        generator = torch.Generator(device="cpu").manual_seed(self.seed + 1)
-        self.drop_noise = torch.randn(given.shape, generator=generator, dtype=torch.float32).to(given)
+        if self.unconditional_noise is not None:
+            self.drop_noise = self.unconditional_noise.reshape(given.shape).to(given)
+        else:  # drawn on the CPU, so one seed gives one output on any device
+            generator = torch.Generator(device="cpu").manual_seed(self.seed + 1)
+            self.drop_noise = torch.randn(given.shape, generator=generator, dtype=torch.float32).to(given)
         if denoise_mask is not None:
             self.model_options["denoise_mask_function"] = self.denoise_mask_function
             previous = self.model_options.get("model_function_wrapper")
