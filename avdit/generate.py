@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from avdit import media
+from avdit.cli import span_seconds
 from avdit.sampling import DEFAULT_GUIDANCE, SAMPLERS, SCHEDULERS
 
 TASKS = ("joint", "a2v", "v2a", "continue", "inpaint", "interpolate")
@@ -41,23 +42,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
 
 
-def parse_span(text: str) -> tuple[float, float]:
-    """'1.5-2' -> (1.5, 2.0), refusing anything else by name."""
-    try:
-        start, end = (float(part) for part in text.split("-"))
-    except ValueError:
-        raise ValueError(f"--keep {text!r}: expected START-END in seconds, e.g. 0-1.5") from None
-    if not (0 <= start < end):
-        raise ValueError(f"--keep {text!r}: expected 0 <= START < END seconds")
-    return start, end
-
-
 def given_spans(task: str, keep: list[tuple[float, float]] | None, duration: float,
                 video_end: float, audio_end: float) -> dict[str, list[tuple[float, float]]]:
     """Which seconds of which modality are given, for a task; cut to where the input has them."""
     defaults = {
         "joint": [], "a2v": [(0.0, duration)], "v2a": [(0.0, duration)], "continue": [(0.0, 0.625)],
-        "inpaint": [(0.0, 0.625), (1.625, duration)], "interpolate": [(0.0, 0.125), (duration - 0.5, duration)],
+        "inpaint": [(0.0, 0.625), (1.625, duration)], "interpolate": [(0.0, 0.125), (max(0.0, duration - 0.5), duration)],
     }
     spans = keep if keep is not None else defaults[task]
     modalities = {"joint": (), "a2v": ("audio",), "v2a": ("video",)}.get(task, ("video", "audio"))
@@ -74,25 +64,64 @@ def example_clip() -> media.Media:
                        waveform=torch.from_numpy(clip.audio)[None], sample_rate=data.SAMPLE_RATE)
 
 
-def run(args) -> int:
-    from avdit.pipeline import AVDiTPipeline
+def check_given(args, source: media.Media, config, duration: float,
+                given: dict[str, list[tuple[float, float]]]) -> None:
+    """Refuse, naming the options, a task the input cannot serve and spans that give nothing or everything."""
+    from avdit.layout import Layout
 
-    try:
-        if args.sheet is not None and not args.sheet.lower().endswith(".png"):
-            raise ValueError(f"--sheet {args.sheet!r}: give a file name ending in .png")
-        keep = [parse_span(k) for k in args.keep] if args.keep else None
-        source = media.decode(args.input, video="optional", audio="optional") if args.input else example_clip()
-        if args.duration is not None and not args.duration > 0:
-            raise ValueError(f"--duration is {args.duration}; expected a number of seconds > 0")
-        pipe = AVDiTPipeline.load(args.checkpoint, device=args.device)
+    needs = {"a2v": ("audio", source.waveform), "v2a": ("video", source.frames)}.get(args.task)
+    if needs is not None and needs[1] is None:
+        raise ValueError(f"--task {args.task} makes {'video' if needs[0] == 'audio' else 'audio'} for the input's "
+                         f"{needs[0]}, but --input {args.input!r} has no {needs[0]} stream; expected a file with {needs[0]}")
+    if args.task == "joint":
+        if args.keep:
+            raise ValueError(f"--keep {' '.join(args.keep)} is given, but --task joint keeps nothing of the input; "
+                             "leave --keep out, or choose a task that keeps spans (continue, inpaint, interpolate, a2v, v2a)")
+        return
+    ends = {"video": source.video_duration or 0.0, "audio": source.audio_duration or 0.0}
+    used = [m for m in ("video", "audio") if m in given and ends[m] > 0]
+    input_end = max((ends[m] for m in used), default=0.0)
+    for text in args.keep or []:
+        start = span_seconds(text)[0]
+        if start >= min(input_end, duration):
+            what = f"the input ({input_end:g} s of {' and '.join(used)})" if start >= input_end else f"the output (--duration {duration:g})"
+            raise ValueError(f"--keep {text!r} starts at or after the end of {what}; "
+                             f"expected spans that start before {min(input_end, duration):g} s")
+    layout = Layout.from_config(config, duration=duration)
+    covered = {m: layout.covered(given.get(m, []), m) for m in ("video", "audio")}
+    which = f"--keep {' '.join(args.keep)}" if args.keep else f"the spans --task {args.task} keeps by default"
+    if not any(c.any() for c in covered.values()):
+        shortest = min(float(s[1] - s[0]) for s in (layout.video_spans[0], layout.audio_spans[0]))
+        raise ValueError(f"with {which}, no whole latent frame of the input is kept (that would be --task joint); "
+                         f"expected spans of at least {shortest:g} s inside the input's {input_end:g} s")
+    if all(covered[m].all() for m in ("video", "audio")):
+        raise ValueError(f"with {which}, nothing is left to generate (all {layout.duration:g} s of the output's video "
+                         f"and audio are kept); expected spans that leave part of 0-{duration:g} s out, or a longer --duration")
+
+
+def run(args) -> int:
+    from avdit.checkpoint import read_config
+    from avdit.pipeline import DEMO_MODEL, AVDiTPipeline
+
+    try:  # every check before the model loads
+        keep = [span_seconds(k) for k in args.keep] if args.keep else None
+        try:
+            source = media.decode(args.input, video="optional", audio="optional") if args.input else example_clip()
+        except media.MediaError as exc:
+            raise ValueError(f"--input {args.input!r}: {exc}") from None
+        config = read_config(args.checkpoint or DEMO_MODEL)
+        video_end = source.video_duration or 0.0
+        audio_end = source.audio_duration or 0.0
+        duration = args.duration or max(video_end, audio_end, config.layout.window_frames / config.layout.fps)
+        given = given_spans(args.task, keep, duration, video_end, audio_end)
+        check_given(args, source, config, duration, given)
+        try:
+            pipe = AVDiTPipeline.load(args.checkpoint, device=args.device)
+        except ValueError as exc:
+            raise ValueError(f"--checkpoint {args.checkpoint!r}: {exc}" if args.checkpoint else str(exc)) from None
     except (ValueError, OSError) as exc:
         print(f"python -m avdit generate: {exc}", file=sys.stderr)
         return 2
-    video_end = source.video_duration or 0.0
-    audio_end = source.audio_duration or 0.0
-    window = pipe.config.layout.window_frames / pipe.native_fps
-    duration = args.duration or max(video_end, audio_end, window)
-    given = given_spans(args.task, keep, duration, video_end, audio_end)
     print(f"{args.task}: {duration:g} s, given {given or 'nothing'}", file=sys.stderr)
 
     def progress(window_index, windows, info):

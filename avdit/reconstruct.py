@@ -14,6 +14,7 @@ import sys
 
 import torch
 
+from avdit.checkpoint import CheckpointError
 from avdit.codecs import AudioCodec, VideoCodec, load_codecs
 from avdit.codecs.base import audio_snr, log_spectral_distance, video_psnr
 
@@ -43,17 +44,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from avdit.media import MediaError, conform_audio, conform_video, decode, write_mp4
 
-    video_codec, audio_codec, config = load_codecs(args.checkpoint)
+    def refuse(message: str) -> int:
+        print(f"python -m avdit reconstruct: {message}", file=sys.stderr)
+        return 2
+
+    try:  # every check before any work
+        media = decode(args.input, start=args.start, duration=args.duration, video=True, audio="optional")
+    except MediaError as exc:
+        return refuse(f"--input {args.input!r}: {exc}")
+    try:
+        video_codec, audio_codec, config = load_codecs(args.checkpoint)
+    except CheckpointError as exc:
+        return refuse(f"--checkpoint {args.checkpoint!r}: {exc}" if args.checkpoint else str(exc))
     layout = config.layout
     try:
-        media = decode(args.input, start=args.start, duration=args.duration, video=True, audio="optional")
         frames = conform_video(media.frames, media.fps, layout.fps, (layout.height, layout.width), mode=args.resize)
         waveform = None
         if media.waveform is not None:
             waveform = conform_audio(media.waveform, media.sample_rate, layout.sample_rate, audio_codec.config.channels)
     except MediaError as exc:
-        print(f"python -m avdit reconstruct: {exc}", file=sys.stderr)
-        return 2
+        return refuse(str(exc))
 
     decoded_frames = round_trip_video(video_codec, frames)
     source = f"{media.frames.shape[2]}x{media.frames.shape[1]} at {media.fps:g} fps"
@@ -75,7 +85,6 @@ def run(args: argparse.Namespace) -> int:
                          layout.sample_rate if decoded_waveform is not None else None,
                          metadata={"comment": f"avdit reconstruct of {args.input}"})
     except MediaError as exc:
-        print(f"python -m avdit reconstruct: {exc}", file=sys.stderr)
-        return 2
+        return refuse(str(exc))
     print(f"wrote {path}")
     return 0

@@ -81,10 +81,10 @@ def mixture_weights(text: str) -> dict:
             weight = float(value)
         except ValueError:
             weight = -1.0
-        if name not in STRATEGIES or weight < 0 or name in weights:
+        if name not in STRATEGIES or not 0 <= weight < float("inf") or name in weights:
             raise argparse.ArgumentTypeError(
                 f"--monl-weights part {part!r} must be NAME=WEIGHT with NAME one of {', '.join(STRATEGIES)} (each once) "
-                "and WEIGHT a number >= 0, e.g. vanilla=1,per_modality=2,per_segment=1,per_modality_segment=1")
+                "and WEIGHT a finite number >= 0, e.g. vanilla=1,per_modality=2,per_segment=1,per_modality_segment=1")
         weights[name] = weight
     if sum(weights.values()) <= 0:
         raise argparse.ArgumentTypeError(f"--monl-weights {text!r} gives no strategy a positive weight")
@@ -254,7 +254,10 @@ def run(args) -> int:
             print(f"train: {raw_file} is missing: training goes on from the EMA weights, with a fresh optimizer "
                   "and data order", file=sys.stderr)
             load_state(model, resume_tensors, "denoiser.", args.resume)
-    video, audio = encode_dataset(config, [c.to(device) for c in codecs], args.data, args.clips, device, args.cache)
+    try:
+        video, audio = encode_dataset(config, [c.to(device) for c in codecs], args.data, args.clips, device, args.cache)
+    except ValueError as exc:  # a folder without usable clips
+        raise SystemExit(f"train: --data {args.data}: {exc}") from None
     layout = Layout.from_config(config)
     if video.shape[2] != layout.video_latent_frames or audio.shape[2] != layout.audio_latent_frames:
         raise ValueError(f"cached latents have {video.shape[2]} video / {audio.shape[2]} audio frames; the layout needs "

@@ -20,6 +20,7 @@ import argparse
 import math
 import os
 import platform
+import sys
 import time
 from dataclasses import replace
 
@@ -322,7 +323,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.minutes <= 0 or args.batch < 1 or args.audio_batch < 1 or not 0 < args.video_share < 1:
         print("train-codec: --steps, --minutes, --batch and --audio-batch must be positive and "
-              "--video-share between 0 and 1", flush=True)
+              "--video-share between 0 and 1", file=sys.stderr)
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -334,14 +335,14 @@ def run(args: argparse.Namespace) -> int:
         try:
             base_video, base_audio, base_config = load_codecs(args.base)
         except CheckpointError as exc:
-            print(f"train-codec: --which {args.which} keeps the other codec from --base: {exc}", flush=True)
+            print(f"train-codec: --which {args.which} keeps the other codec from --base: {exc}", file=sys.stderr)
             return 2
         config = replace(base_config)
         report = dict(base_config.training.get("codecs", {}))
     try:
         clips = Clips(args.data)
     except ValueError as exc:
-        print(f"train-codec: --data {args.data}: {exc}", flush=True)
+        print(f"train-codec: --data {args.data}: {exc}", file=sys.stderr)
         return 2
     report.update({
         "data": clips.describe(),
