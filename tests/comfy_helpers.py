@@ -68,7 +68,9 @@ class ComfyServer:
                    "--disable-auto-launch", "--disable-api-nodes", "--extra-model-paths-config", str(config),
                    "--output-directory", str(self.base / "output"), "--input-directory", str(self.base / "input"),
                    "--user-directory", str(self.base / "user"), "--preview-method", "none",
-                   "--database-url", "sqlite:///:memory:"]
+                   # a file, not ':memory:': 0.9.1 seeds its asset tables on /object_info through new
+                   # connections, which would each get an empty in-memory database ("no such table: tags")
+                   "--database-url", f"sqlite:///{self.base / 'comfyui.db'}"]
         self.log = open(self.log_path, "wb")
         self.process = subprocess.Popen(command, cwd=comfy_path, stdout=self.log, stderr=subprocess.STDOUT,
                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -1,10 +1,13 @@
 """Write example_workflows/NAME.json (UI format) and example_workflows/api/NAME.json (API format)
 from the graphs below, with each node's widget order and defaults from a real server's /object_info.
 
-    COMFYUI_PATH=/path/to/ComfyUI-0.3.64 COMFYUI_PYTHON=/path/to/python python -m tests.make_example_workflows
+    COMFYUI_PATH=/path/to/ComfyUI-0.9.1 COMFYUI_PYTHON=/path/to/python python -m tests.make_example_workflows
 
-Use the oldest supported ComfyUI (0.3.64): newer ones add outputs to core nodes (Get Video
-Components has 5 in 0.33), which the older page would not find.
+Use the oldest supported ComfyUI (0.9.1): newer ones may add inputs or outputs to core nodes,
+which the older page would not find.
+
+The loader gives the denoiser as a core MODEL (output 0, for the samplers and the MoNL Guider) and
+the codecs (output 1, for Encode, Empty Latent and Decode).
 
 Run it after changing a node's inputs; tests/test_nodes.py and the page tests check the files.
 """
@@ -43,44 +46,63 @@ def load_clip(g: Graph) -> int:
     return g.add("GetVideoComponents", video=link(video, 0))  # images 0, audio 1, fps 2
 
 
-def sample_and_save(g: Graph, model: int, latent: tuple, prefix: str) -> None:
-    sampled = g.add("AVDiTSampler", model=link(model, 0), av_latent=latent, seed=1, steps=25)
-    decoded = g.add("AVDiTDecode", model=link(model, 0), av_latent=link(sampled, 0))
+MODEL, CODECS = 0, 1  # the loader's outputs
+
+
+def sample_and_save(g: Graph, loader: int, latent: tuple, prefix: str) -> None:
+    sampled = g.add("AVDiTSampler", model=link(loader, MODEL), latent=latent, seed=1, steps=25)
+    decoded = g.add("AVDiTDecode", codecs=link(loader, CODECS), latent=link(sampled, 0))
     g.add("AVDiTSaveVideo", video=link(decoded, 3), filename_prefix=prefix)
 
 
-def task_example(task: str, note: str, duration: float = 0.0, video: bool = True, audio: bool = True, **times) -> Graph:
+def custom_sample_and_save(g: Graph, loader: int, latent: tuple, prefix: str) -> None:
+    """Core SamplerCustomAdvanced with the MoNL Guider, euler, simple schedule, 25 steps; core Save Video."""
+    noise = g.add("RandomNoise", noise_seed=1)
+    guider = g.add("AVDiTGuider", model=link(loader, MODEL), seed=1)
+    sampler = g.add("KSamplerSelect", sampler_name="euler")
+    sigmas = g.add("BasicScheduler", model=link(loader, MODEL), scheduler="simple", steps=25, denoise=1.0)
+    sampled = g.add("SamplerCustomAdvanced", noise=link(noise, 0), guider=link(guider, 0), sampler=link(sampler, 0),
+                    sigmas=link(sigmas, 0), latent_image=latent)
+    decoded = g.add("AVDiTDecode", codecs=link(loader, CODECS), latent=link(sampled, 0))  # output 0: sampled, 1: denoised
+    g.add("SaveVideo", video=link(decoded, 3), filename_prefix=prefix)
+
+
+def task_example(task: str, note: str, duration: float = 0.0, video: bool = True, audio: bool = True,
+                 custom_sampler: bool = False, **times) -> Graph:
     g = Graph(note)
-    model = g.add("AVDiTLoader", checkpoint=CHECKPOINT)
+    loader = g.add("AVDiTLoader", checkpoint=CHECKPOINT)
     clip = load_clip(g)
     given = {"images": link(clip, 0)} if video else {}
     given.update({"audio": link(clip, 1)} if audio else {})
-    encoded = g.add("AVDiTEncode", model=link(model, 0), fps=link(clip, 2), duration=duration, **given)
-    masked = g.add("AVDiTNoiseLevelMask", av_latent=link(encoded, 0), task=task, **times)
-    sample_and_save(g, model, link(masked, 0), f"avdit/{task}")
+    encoded = g.add("AVDiTEncode", codecs=link(loader, CODECS), fps=link(clip, 2), duration=duration, **given)
+    masked = g.add("AVDiTNoiseLevelMask", latent=link(encoded, 0), task=task, **times)
+    if custom_sampler:
+        custom_sample_and_save(g, loader, link(masked, 0), f"avdit/{task}_custom_sampler")
+    else:
+        sample_and_save(g, loader, link(masked, 0), f"avdit/{task}")
     return g
 
 
 def joint_example() -> Graph:
     g = Graph("Joint generation: video and audio together from noise, 2.125 s.")
-    model = g.add("AVDiTLoader", checkpoint=CHECKPOINT)
-    empty = g.add("AVDiTEmptyLatent", model=link(model, 0), duration=2.125)
-    sample_and_save(g, model, link(empty, 0), "avdit/joint")
+    loader = g.add("AVDiTLoader", checkpoint=CHECKPOINT)
+    empty = g.add("AVDiTEmptyLatent", codecs=link(loader, CODECS), duration=2.125)
+    sample_and_save(g, loader, link(empty, 0), "avdit/joint")
     return g
 
 
 def extend_example(windows: int = 4, window_seconds: float = 2.0) -> Graph:
     g = Graph("Extend the 2.125 s clip to 10.125 s, 2 s per window: each window continues the clip so far "
               "(its frames and audio given) and adds 2 s.")
-    model = g.add("AVDiTLoader", checkpoint=CHECKPOINT)
+    loader = g.add("AVDiTLoader", checkpoint=CHECKPOINT)
     clip = load_clip(g)
     images, audio, fps, seconds = link(clip, 0), link(clip, 1), link(clip, 2), 2.125
     for window in range(windows):
-        encoded = g.add("AVDiTEncode", model=link(model, 0), images=images, audio=audio, fps=fps,
+        encoded = g.add("AVDiTEncode", codecs=link(loader, CODECS), images=images, audio=audio, fps=fps,
                         duration=seconds + window_seconds)
-        masked = g.add("AVDiTNoiseLevelMask", av_latent=link(encoded, 0), task="continue", given_seconds=seconds)
-        sampled = g.add("AVDiTSampler", model=link(model, 0), av_latent=link(masked, 0), seed=window + 1, steps=25)
-        decoded = g.add("AVDiTDecode", model=link(model, 0), av_latent=link(sampled, 0))
+        masked = g.add("AVDiTNoiseLevelMask", latent=link(encoded, 0), task="continue", given_seconds=seconds)
+        sampled = g.add("AVDiTSampler", model=link(loader, MODEL), latent=link(masked, 0), seed=window + 1, steps=25)
+        decoded = g.add("AVDiTDecode", codecs=link(loader, CODECS), latent=link(sampled, 0))
         images, audio, fps, seconds = link(decoded, 0), link(decoded, 1), link(decoded, 2), seconds + window_seconds
     g.add("AVDiTSaveVideo", video=link(decoded, 3), filename_prefix="avdit/extend_10s")
     return g
@@ -91,6 +113,10 @@ def examples() -> dict[str, Graph]:
         "joint": joint_example(),
         "continue": task_example("continue", "Continue: the 2.125 s input clip is given; the next 2 s of video and audio are generated.",
                                  duration=4.125, given_seconds=2.125),
+        "continue_custom_sampler": task_example(
+            "continue", "Continue with core nodes: the same task sampled by SamplerCustomAdvanced (RandomNoise, "
+            "KSamplerSelect euler, BasicScheduler simple 25 steps) with the MoNL Guider, saved by core Save Video.",
+            duration=4.125, given_seconds=2.125, custom_sampler=True),
         "inpaint": task_example("inpaint", "Inpaint: 0.5 s to 1.5 s of the clip is regenerated in both modalities; the rest is kept.",
                                 start=0.5, end=1.5),
         "interpolate": task_example("interpolate", "Interpolate: the first 0.625 s and the last 0.5 s are given; the middle is generated.",
@@ -163,7 +189,7 @@ def to_ui(object_info: dict, g: Graph, name: str) -> dict:
                 slot["link"] = len(links) + 1
                 links.append([slot["link"], source[1], source[2], node["id"], slot_index, None])
         info = object_info[class_type]
-        size = [420, 480] if class_type == "AVDiTSaveVideo" else [320, 120 + 26 * len(widgets)]
+        size = [420, 480] if class_type in ("AVDiTSaveVideo", "SaveVideo") else [320, 120 + 26 * len(widgets)]
         row = column_heights.get(column, 0)
         column_heights[column] = row + size[1] + 40
         nodes.append({"id": node["id"], "type": class_type, "pos": [40 + 380 * column, 60 + row], "size": size,

@@ -13,9 +13,10 @@ from nodes import adapters
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "example_workflows"
-OUR_NODES = {"AVDiTLoader", "AVDiTEncode", "AVDiTEmptyLatent", "AVDiTNoiseLevelMask", "AVDiTSampler",
+OUR_NODES = {"AVDiTLoader", "AVDiTEncode", "AVDiTEmptyLatent", "AVDiTNoiseLevelMask", "AVDiTGuider", "AVDiTSampler",
              "AVDiTDecode", "AVDiTSaveVideo"}
-CORE_NODES_USED = {"LoadVideo", "GetVideoComponents"}  # present in ComfyUI 0.3.64 and 0.33
+CORE_NODES_USED = {"LoadVideo", "GetVideoComponents", "RandomNoise", "KSamplerSelect", "BasicScheduler",
+                   "SamplerCustomAdvanced", "SaveVideo"}  # present in ComfyUI 0.9.1 and 0.33
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +26,16 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(checkpoint):
-    pipe = AVDiTPipeline.load(checkpoint)
-    cpu = torch.device("cpu")
-    return adapters.AVDiTModel(pipe, "tiny.safetensors", torch.float32, cpu, cpu)
+    """What flows on the AVDIT_CODECS wire (the denoiser flows as a core MODEL, tested in test_comfy_native.py)."""
+    return adapters.AVDiTCodecs(AVDiTPipeline.load(checkpoint), "tiny.safetensors")
+
+
+def test_codecs_move_both_codecs_and_count_only_their_weights(model):
+    pipe = model.pipeline
+    expected = sum(p.numel() * p.element_size() for m in (pipe.video_codec, pipe.audio_codec) for p in m.parameters())
+    assert model.size_bytes() == expected
+    assert model.modules() == (pipe.video_codec, pipe.audio_codec)
+    assert model.to(torch.device("cpu")) is model
 
 
 # --- loader ------------------------------------------------------------------------------------
@@ -130,14 +138,7 @@ def test_mask_summary_warns_when_the_task_gives_what_no_input_covers(model):
         "The task gives more than the inputs cover; that part is generated")
 
 
-# --- sampling preview and decode -----------------------------------------------------------------
-def test_preview_is_the_middle_frame_of_the_current_prediction(model):
-    latent = model.pipeline.empty_latent(2.125)
-    seen = []
-    model.pipeline.sample(latent, steps=2, callback=lambda info: seen.append(adapters.preview_frame(model, info["video"])))
-    assert len(seen) == 2 and seen[0].shape == (64, 64, 3) and seen[0].dtype.name == "uint8"
-
-
+# --- sampling progress and decode ----------------------------------------------------------------
 def test_the_progress_bar_runs_over_every_window_of_a_windowed_sampling(model):
     latent = model.pipeline.empty_latent(4.0)  # 33 frames: windows at frames 0 and 12, then 24
     seen = []
@@ -153,9 +154,20 @@ def test_the_progress_bar_runs_over_every_window_of_a_windowed_sampling(model):
 
 def test_decoded_clip_becomes_comfy_image_and_audio(model):
     frames, waveform, fps, rate = model.pipeline.decode(model.pipeline.empty_latent(2.125))
-    images, audio = adapters.decoded_to_comfy(frames, waveform, rate)
+    images, audio, in_a_row = adapters.decoded_to_comfy(frames, waveform, rate)
     assert images.shape == (17, 64, 64, 3)
     assert audio["waveform"].shape == (1, 1, 34000) and audio["sample_rate"] == 16000
+    assert torch.equal(in_a_row["waveform"], audio["waveform"]) and in_a_row["sample_rate"] == 16000
+
+
+def test_a_decoded_batch_comes_out_clip_after_clip():
+    frames = torch.rand(3, 17, 8, 8, 3)
+    waveform = torch.stack([torch.full((2, 100), float(i)) for i in range(3)])  # (B, C, S), clip i all i
+    images, audio, in_a_row = adapters.decoded_to_comfy(frames, waveform, 16000)
+    assert images.shape == (51, 8, 8, 3) and torch.equal(images[17:34], frames[1])
+    assert audio["waveform"].shape == (3, 2, 100) and torch.equal(audio["waveform"], waveform)
+    assert in_a_row["waveform"].shape == (1, 2, 300)
+    assert in_a_row["waveform"][0, :, 100:200].unique().tolist() == [1.0]  # the second clip's audio after the first's
 
 
 # --- saving --------------------------------------------------------------------------------------
@@ -181,8 +193,9 @@ def test_metadata_has_the_workflow_and_prompt_as_json_like_core_save_video():
 EXAMPLE_NAMES = sorted(p.stem for p in (EXAMPLES / "api").glob("*.json"))
 
 
-def test_there_is_an_example_per_task_and_the_10_second_chain():
-    assert EXAMPLE_NAMES == ["a2v", "continue", "extend_10s", "inpaint", "interpolate", "joint", "v2a"]
+def test_there_is_an_example_per_task_the_10_second_chain_and_the_core_sampler_one():
+    assert EXAMPLE_NAMES == ["a2v", "continue", "continue_custom_sampler", "extend_10s", "inpaint", "interpolate",
+                             "joint", "v2a"]
     assert sorted(p.stem for p in EXAMPLES.glob("*.json")) == EXAMPLE_NAMES
 
 
@@ -214,3 +227,27 @@ def test_examples_use_the_demo_model_and_the_bundled_clip():
             if node["class_type"] == "LoadVideo":
                 assert node["inputs"]["file"] in clips
     assert all((EXAMPLES / "input" / c).stat().st_size < 200_000 for c in clips)
+
+
+@pytest.mark.parametrize("name", EXAMPLE_NAMES)
+def test_the_loader_feeds_its_model_to_samplers_and_its_codecs_to_encode_and_decode(name):
+    api = json.loads((EXAMPLES / "api" / f"{name}.json").read_text())
+    loader = next(k for k, n in api.items() if n["class_type"] == "AVDiTLoader")
+    fed = {(node["class_type"], input_name, value[1]) for node in api.values()
+           for input_name, value in node["inputs"].items() if isinstance(value, list) and value[0] == loader}
+    assert {(input_name, output) for _, input_name, output in fed} <= {("model", 0), ("codecs", 1)}, fed
+    assert {c for c, i, _ in fed if i == "codecs"} >= {"AVDiTDecode"}
+    assert {c for c, i, _ in fed if i == "model"} & {"AVDiTSampler", "AVDiTGuider"}
+
+
+def test_the_core_sampler_example_is_the_continue_task_through_samplercustomadvanced_and_the_monl_guider():
+    api = json.loads((EXAMPLES / "api" / "continue_custom_sampler.json").read_text())
+    by_class = {n["class_type"]: n["inputs"] for n in api.values()}
+    assert "AVDiTSampler" not in by_class
+    assert by_class["AVDiTNoiseLevelMask"]["task"] == "continue" and by_class["AVDiTNoiseLevelMask"]["given_seconds"] == 2.125
+    assert by_class["KSamplerSelect"]["sampler_name"] == "euler"
+    assert (by_class["BasicScheduler"]["scheduler"], by_class["BasicScheduler"]["steps"]) == ("simple", 25)
+    keys = {n["class_type"]: k for k, n in api.items()}
+    assert by_class["SamplerCustomAdvanced"]["guider"] == [keys["AVDiTGuider"], 0]
+    assert by_class["AVDiTDecode"]["latent"] == [keys["SamplerCustomAdvanced"], 0]
+    assert by_class["SaveVideo"]["video"] == [keys["AVDiTDecode"], 3]
