@@ -8,6 +8,7 @@ names the file and what is wrong with it.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -58,6 +59,12 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     config, handle_path = _open(path)
     tensors = {}
     with safe_open(handle_path, framework="pt", device=str(device)) as f:
+        stray = sorted(k for k in f.keys() if not k.startswith(PREFIXES))
+        if stray:
+            raise CheckpointError(
+                f"{path}: holds tensor(s) that are no part of an AVDiT checkpoint, e.g. '{stray[0]}' "
+                f"({len(stray)} in all); every tensor name starts with one of {PREFIXES}"
+            )
         for key in f.keys():
             tensors[key] = f.get_tensor(key)
     return config, tensors
@@ -108,7 +115,34 @@ def _open(path: Path) -> tuple[AVDiTConfig, Path]:
             f"{path}: unknown checkpoint format version {version!r}; this version of avdit reads version {FORMAT_VERSION}"
         )
     try:
-        config = AVDiTConfig.from_json(metadata["config"])
+        data = json.loads(metadata["config"])
+        if not isinstance(data, dict):
+            raise ValueError(f"it must be a JSON object of sections, got {type(data).__name__} {str(data)[:40]!r}")
+        config = AVDiTConfig.from_dict(data)
+        _check_field_types(config)
     except (json.JSONDecodeError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: the config in its metadata is unreadable: {exc}") from None
     return config, path
+
+
+def _check_field_types(config: AVDiTConfig) -> None:
+    """Refuse a config field whose JSON value is not of its default's type (an int may stand for a
+    float), so a bad file fails here, named, rather than deep inside the model's construction."""
+    def check(name: str, value, default) -> None:
+        if default is None:  # an optional field (e.g. monl.task): any JSON value the code checks itself
+            return
+        expected = type(default)
+        ok = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            raise ValueError(f"config field '{name}' is {value!r} ({type(value).__name__}); expected {expected.__name__}")
+
+    for section in dataclasses.fields(config):
+        value = getattr(config, section.name)
+        if not dataclasses.is_dataclass(value):
+            check(section.name, value, section.default_factory())
+            continue
+        defaults = type(value)()
+        for f in dataclasses.fields(value):
+            check(f"{section.name}.{f.name}", getattr(value, f.name), getattr(defaults, f.name))

@@ -6,6 +6,7 @@ decoding, encoding and audio resampling.
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import uuid
@@ -246,11 +247,14 @@ def _decode_open(container, path, start, duration, want_video, want_audio) -> Me
     if vstream is not None:
         rate = vstream.average_rate or vstream.guessed_rate or vstream.base_rate
         fps = float(rate) if rate else None
-    video = _VideoKeeper(start, end, fps, vstream) if vstream is not None else None
-    sound = None
-    if astream is not None:
-        sound = _AudioKeeper(start, min(end, _edit_list_end(container, astream, origin)))
+    audio_end = min(end, _edit_list_end(container, astream, origin)) if astream is not None else end
 
+    def keepers():
+        return (_VideoKeeper(start, end, fps, vstream) if vstream is not None else None,
+                _AudioKeeper(start, audio_end) if astream is not None else None)
+
+    video, sound = keepers()
+    seeked = False
     if start > 0:
         # Seek a little early: audio decoders (AAC, MP3) need a frame or two of pre-roll before
         # their output is exact. Seeking lands on the keyframe at or before that time; frames
@@ -258,23 +262,16 @@ def _decode_open(container, path, start, duration, want_video, want_audio) -> Me
         try:
             target = origin + max(0.0, start - AUDIO_PREROLL)
             container.seek(int(target * av.time_base), backward=True)
+            seeked = True
         except av.FFmpegError:
             pass  # unseekable input: decoding from the beginning gives the same result, slower
-    try:
-        for packet in container.demux(streams):
-            keeper = video if vstream is not None and packet.stream.index == vstream.index \
-                else sound
-            if keeper.done:
-                if (video is None or video.done) and (sound is None or sound.done):
-                    break
-                continue
-            for frame in packet.decode():
-                t = frame.time - origin if frame.time is not None else None
-                keeper.add(frame, t)
-    except av.FFmpegError as e:
-        raise MediaError(f"decode: {path!r} is corrupt or truncated: FFmpeg failed while "
-                         f"decoding ({e.strerror or e}); give a complete {READABLE} file "
-                         f"(re-export or re-download it)") from e
+    _demux(container, streams, vstream, video, sound, origin, path)
+    if seeked and (_landed_late(video, vstream, origin) or _landed_late(sound, astream, origin)):
+        # Some demuxers (MPEG-TS) seek past the keyframe before the target, and the frames
+        # between are lost: decode from the beginning instead.
+        video, sound = keepers()
+        with av.open(path, "r") as again:
+            _demux(again, [again.streams[s.index] for s in streams], vstream, video, sound, origin, path)
 
     span = f"{start:g}..{'end' if duration is None else f'{end:g}'} s"
     long_ = f", which is {length:.3f} s long" if length is not None else ""
@@ -292,6 +289,34 @@ def _decode_open(container, path, start, duration, want_video, want_audio) -> Me
         waveform = torch.from_numpy(np.concatenate(sound.kept, axis=1))
         sample_rate = sound.rate
     return Media(frames=frames, fps=fps, waveform=waveform, sample_rate=sample_rate, start=start)
+
+
+def _demux(container, streams, vstream, video, sound, origin, path) -> None:
+    """Decode `streams` of an open container into the keepers, until both are done."""
+    try:
+        for packet in container.demux(streams):
+            keeper = video if vstream is not None and packet.stream.index == vstream.index \
+                else sound
+            if keeper.done:
+                if (video is None or video.done) and (sound is None or sound.done):
+                    break
+                continue
+            for frame in packet.decode():
+                t = frame.time - origin if frame.time is not None else None
+                keeper.add(frame, t)
+    except av.FFmpegError as e:
+        raise MediaError(f"decode: {path!r} is corrupt or truncated: FFmpeg failed while "
+                         f"decoding ({e.strerror or e}); give a complete {READABLE} file "
+                         f"(re-export or re-download it)") from e
+
+
+def _landed_late(keeper, stream, origin) -> bool:
+    """Whether decoding after a seek began past the range's start (and the stream's own start)."""
+    if keeper is None or keeper.first_t is None:
+        return False
+    stream_start = float(stream.start_time * stream.time_base) - origin if stream.start_time is not None else 0.0
+    slack = keeper.tolerance if isinstance(keeper, _VideoKeeper) else 1.5 / keeper.rate
+    return keeper.first_t > max(keeper.start, stream_start) + slack
 
 
 def _edit_list_end(container, stream, origin) -> float:
@@ -317,6 +342,7 @@ class _VideoKeeper:
         tick = float(stream.time_base) if stream.time_base else 1e-6
         self.tolerance = min(max(0.5 * tick, 1e-6), 0.25 / fps if fps else 1e-3)
         self.kept, self.times, self.done, self.size, self.last_t = [], [], False, None, None
+        self.first_t = None  # the first decoded frame's time, kept or not
 
     @property
     def empty(self):
@@ -326,6 +352,8 @@ class _VideoKeeper:
         if t is None:  # no timestamp: assume a steady rate after the previous frame
             t = 0.0 if self.last_t is None else self.last_t + 1 / (self.fps or 25)
         self.last_t = t
+        if self.first_t is None:
+            self.first_t = t
         if t < self.start - self.tolerance:
             return
         if t >= self.end - self.tolerance:
@@ -334,8 +362,13 @@ class _VideoKeeper:
         if self.size is None:
             self.size = (frame.width, frame.height)
         # A mid-stream size change is scaled back to the first frame's size so frames stack.
-        self.kept.append(frame.to_ndarray(format="rgb24", width=self.size[0],
-                                          height=self.size[1]))
+        image = frame.to_ndarray(format="rgb24", width=self.size[0], height=self.size[1])
+        # Rotation metadata (a phone's portrait video): turn the frame the way players show it.
+        # `rotation` is FFmpeg's display-matrix angle, counter-clockwise in degrees.
+        rotation = getattr(frame, "rotation", 0) or 0
+        if rotation % 90 == 0 and rotation % 360:
+            image = np.ascontiguousarray(np.rot90(image, k=int(rotation // 90) % 4))
+        self.kept.append(image)
         self.times.append(t)
 
     def measured_fps(self):
@@ -352,6 +385,7 @@ class _AudioKeeper:
     def __init__(self, start, end):
         self.start, self.end = start, end
         self.kept, self.done, self.rate, self.position = [], False, None, None
+        self.first_t = None  # the first decoded frame's time, kept or not
 
     @property
     def empty(self):
@@ -363,6 +397,7 @@ class _AudioKeeper:
             # Later frames are placed by counting samples, not by their timestamps, so rounding
             # in the container's clock never opens gaps or overlaps.
             self.position = round((t or 0.0) * self.rate)
+            self.first_t = self.position / self.rate
         first = round(self.start * self.rate)
         last = round(self.end * self.rate) if math.isfinite(self.end) else None
         x = _audio_array(frame)
@@ -473,6 +508,8 @@ def _mix_matrix(where: str, have: int, want: int) -> torch.Tensor:
     stereo_from = {1: [[1.0], [1.0]], 6: _51_TO_STEREO}
     if want == 2 and have in stereo_from:
         return torch.tensor(stereo_from[have])
+    if want == 2 and have in _DEFAULT_LAYOUTS:
+        return torch.tensor(_ffmpeg_stereo_mix(have))
     if want == 1 and have == 6:
         return torch.tensor(_51_TO_STEREO).mean(0, keepdim=True)
     if want == 1:
@@ -485,8 +522,28 @@ def _mix_matrix(where: str, have: int, want: int) -> torch.Tensor:
             m[0, 0] = m[1, 1] = 1.0
         return m
     raise MediaError(f"{where}: cannot mix {have} channels to channels={want}; give channels=1 "
-                     f"(mono, from any input), 2 (stereo, from mono, stereo or 5.1) or 6 "
+                     f"(mono, from any input), 2 (stereo, from 1 to 7 channels) or 6 "
                      f"(5.1, from mono, stereo or 5.1)")
+
+
+# FFmpeg's default layout of a channel count, for the channel counts downmixed to stereo by
+# FFmpeg's own matrix (5.1 has its ITU matrix above; both agree on it).
+_DEFAULT_LAYOUTS = {3: "2.1", 4: "4.0", 5: "5.0", 7: "6.1"}
+
+
+@functools.lru_cache(maxsize=None)
+def _ffmpeg_stereo_mix(have: int) -> list:
+    """FFmpeg's (2, have) downmix of its default `have`-channel layout, scaled so it cannot clip:
+    measured by passing each channel alone through its resampler."""
+    layout = _DEFAULT_LAYOUTS[have]
+    impulses = np.ascontiguousarray(np.repeat(np.eye(have, dtype=np.float32), 2, axis=1))
+    resampler = av.AudioResampler(format="fltp", layout="stereo", rate=48000)
+    frame = av.AudioFrame.from_ndarray(impulses, format="fltp", layout=layout)
+    frame.sample_rate = 48000
+    out = np.concatenate([f.to_ndarray() for f in resampler.resample(frame)]
+                         + [f.to_ndarray() for f in resampler.resample(None)], axis=1)
+    matrix = out[:, : 2 * have : 2].astype(np.float64)
+    return (matrix / np.abs(matrix).sum(axis=1).max()).tolist()
 
 
 def conform_audio(waveform, sample_rate, target_rate, channels) -> torch.Tensor:
@@ -494,7 +551,9 @@ def conform_audio(waveform, sample_rate, target_rate, channels) -> torch.Tensor:
 
     Returns (channels, round(S * target_rate / sample_rate)) float32. Mixing: stereo to mono
     averages, mono to stereo copies, 5.1 (FL FR FC LFE BL BR) to stereo or mono is the ITU
-    downmix (centre and surrounds at -3 dB, LFE dropped) scaled so it cannot clip.
+    downmix (centre and surrounds at -3 dB, LFE dropped) scaled so it cannot clip; 3, 4, 5 and 7
+    channels (FFmpeg's default layouts 2.1, 4.0, 5.0, 6.1) to stereo is FFmpeg's downmix, scaled
+    the same way; other counts to mono average.
     """
     where = "conform_audio"
     waveform = _check_waveform(where, waveform)
