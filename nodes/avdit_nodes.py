@@ -200,7 +200,8 @@ class AVDiTNoiseLevelMask(io.ComfyNode):
                 io.Float.Input("video_given_level", tooltip="Noise level on given video blocks: 0 keeps them exactly; 0 < l < 1 keeps their coarse structure and re-draws detail (with the MoNL Guider or KSampler: the given content noised to l, held until the sampler comes down to l).", **level),
                 io.Float.Input("audio_given_level", tooltip="Noise level on given audio blocks: 0 keeps them exactly; 0 < l < 1 keeps their coarse structure and re-draws detail.", **level),
                 io.String.Input("levels", default="video: 0 1 1 1 1\naudio: 0 1 1 1 1", multiline=True, tooltip="custom: one row for video and one for audio, one level per segment (0 given, 1 generated); the error message says how many segments the clip has."),
-                io.Model.Input("model", optional=True, tooltip="The AVDiT the latent is for: needed only when the latent lost its time grid (e.g. after core Separate / Concat AV Latent of other latents)."),
+                io.Model.Input("model", optional=True, tooltip="The model the latent is for: needed for LTX-2 latents, and for AVDiT latents that lost their time grid (core nodes that rebuild a latent drop it)."),
+                io.Float.Input("fps", default=25.0, min=0.01, max=1000.0, step=0.001, optional=True, tooltip="LTX-2 latents: the clip's frame rate (the frame_rate of its conditioning), which places its latent frames in time. AVDiT latents carry their own."),
             ],
             outputs=[
                 io.Latent.Output(display_name="latent", tooltip="The latent with the task's noise mask (per-token noise levels: 0 given, 1 generated)."),
@@ -210,9 +211,8 @@ class AVDiTNoiseLevelMask(io.ComfyNode):
 
     @classmethod
     def execute(cls, latent, task, given_seconds, start, end, head_seconds, tail_seconds, modalities,
-                video_given_level, audio_given_level, levels, model=None) -> io.NodeOutput:
-        pipeline = comfy_avdit.avdit_pipeline(model) if model is not None else None
-        av = comfy_avdit.from_native(latent, "AVDiTNoiseLevelMask", pipeline)
+                video_given_level, audio_given_level, levels, model=None, fps=25.0) -> io.NodeOutput:
+        av = comfy_avdit.grid_of(latent, "AVDiTNoiseLevelMask", model, fps)
         av = adapters.set_task(av, task, given_seconds=given_seconds, start=start, end=end,
                                head_seconds=head_seconds, tail_seconds=tail_seconds, modalities=modalities,
                                video_given_level=video_given_level, audio_given_level=audio_given_level, levels=levels)

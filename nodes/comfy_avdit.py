@@ -186,15 +186,26 @@ def to_native(latent: AVLatent, with_mask: bool = True) -> dict:
     False (a sampled latent, like core samplers' output). The "avdit" entry keeps the time grid, the
     asked duration and which latent frames hold input."""
     mask = latent.effective_mask()
-    b, _, tv, h, w = latent.video.shape
     out = {"samples": comfy.nested_tensor.NestedTensor((latent.video, latent.audio)),
            LATENT_KEY: {"layout": dataclasses.asdict(latent.layout), "seconds": latent.seconds,
                         "available": [latent.available.video.tolist(), latent.available.audio.tolist()]}}
     if with_mask and bool((mask.video < 1).any() or (mask.audio < 1).any()):
-        video_mask = mask.video.float()[None, None, :, None, None].expand(1, 1, tv, h, w).contiguous()
-        audio_mask = mask.audio.float()[None, None, :].contiguous()
-        out["noise_mask"] = comfy.nested_tensor.NestedTensor((video_mask, audio_mask))
+        out["noise_mask"] = comfy.nested_tensor.NestedTensor((frame_mask(mask.video, latent.video),
+                                                              frame_mask(mask.audio, latent.audio)))
     return out
+
+
+def frame_mask(levels: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+    """Per latent frame levels (T,) -> a noise mask of `samples`' shape (B, C, T, ...) with batch and
+    channels 1: AVDiT's video (1, 1, T, h, w) and audio (1, 1, T); LTX-2's audio (1, 1, T, bins)."""
+    rest = samples.shape[3:]
+    return levels.float().reshape(1, 1, -1, *([1] * len(rest))).expand(1, 1, -1, *rest).contiguous()
+
+
+def per_frame(mask: torch.Tensor) -> torch.Tensor:
+    """A noise mask (B, C, T, ...) -> the first item's level per latent frame (T,), the largest over
+    channels and positions."""
+    return mask[0].transpose(0, 1).flatten(1).amax(dim=1).float().cpu()
 
 
 def replace_native(latent: dict, av: AVLatent, with_mask: bool = True) -> dict:
@@ -228,8 +239,9 @@ def layout_of(latent: dict, node: str, pipeline: AVDiTPipeline | None = None) ->
         frames = 1 + s * (video.shape[2] - 1) if config.video_codec.causal else s * video.shape[2]
         layout = Layout.from_config(config, num_frames=frames)
     else:
-        raise ValueError(f"{node}: this latent carries no AVDiT time grid (core nodes that rebuild a latent drop it); "
-                         "connect the AVDiT model to the node's model input")
+        raise ValueError(f"{node}: this latent carries no time grid (an AVDiT latent that went through core nodes "
+                         "that rebuild it, or another model's latent); connect its model to the node's model input "
+                         "(and for LTX-2 set fps to the clip's frame rate)")
     if (video.shape[2], audio.shape[2]) != (layout.video_latent_frames, layout.audio_latent_frames):
         raise ValueError(f"{node}: the latent has {video.shape[2]} video and {audio.shape[2]} audio latent frames; "
                          f"the AVDiT time grid of {layout.duration:g} s has {layout.video_latent_frames} and "
@@ -237,21 +249,55 @@ def layout_of(latent: dict, node: str, pipeline: AVDiTPipeline | None = None) ->
     return layout
 
 
+# LTX-2's grid (ComfyUI's LTXAV): a causal video VAE of temporal factor 8 (vae_scale_factors (8, 32, 32) in
+# comfy/ldm/lightricks/av_model.py), so latent frame 0 is frame 0 and latent frame k >= 1 frames 8k-7 .. 8k; an
+# audio VAE at 16 kHz with a mel hop of 160 and 4x temporal down-sampling (comfy/ldm/lightricks/vae/audio_vae.py,
+# latents_per_second), so 25 audio latent frames a second.
+LTX2_VIDEO_STRIDE, LTX2_SAMPLE_RATE, LTX2_AUDIO_HOP = 8, 16000, 640
+
+
+def ltx2_layout(latent: dict, node: str, fps: float) -> Layout:
+    """The time grid of an LTX-2 audio-video latent at `fps`; an error naming both when the audio
+    does not cover the same time as the video at that frame rate."""
+    video, audio = native_parts(latent, node)
+    if not (fps > 0 and math.isfinite(fps)):
+        raise ValueError(f"{node}: fps is {fps}; an LTX-2 latent's time grid needs the clip's frame rate (> 0)")
+    frames = 1 + LTX2_VIDEO_STRIDE * (video.shape[2] - 1)
+    expected = math.ceil(frames / fps * LTX2_SAMPLE_RATE / LTX2_AUDIO_HOP)
+    if abs(audio.shape[2] - expected) > 1:
+        raise ValueError(f"{node}: the LTX-2 latent's {video.shape[2]} video latent frames are {frames} frames = "
+                         f"{frames / fps:g} s at {fps:g} fps, which is {expected} audio latent frames, but the latent has "
+                         f"{audio.shape[2]} ({audio.shape[2] * LTX2_AUDIO_HOP / LTX2_SAMPLE_RATE:g} s): set fps to the clip's frame rate")
+    return Layout(fps=float(fps), sample_rate=LTX2_SAMPLE_RATE, temporal_stride=LTX2_VIDEO_STRIDE, causal=True,
+                  hop=LTX2_AUDIO_HOP, segment_seconds=0.5, num_frames=frames, num_samples=audio.shape[2] * LTX2_AUDIO_HOP)
+
+
+def grid_of(latent: dict, node: str, model=None, fps: float = 0.0) -> AVLatent:
+    """A native AV latent on its time grid: an AVDiT latent's own (or its model's), or LTX-2's at `fps`
+    when `model` is an LTX-2 (ComfyUI's LTXAV); any other model is an error naming what is known."""
+    inner = getattr(model, "model", None)
+    if model is None or LATENT_KEY in latent or isinstance(inner, AVDiTComfyModel):
+        return from_native(latent, node, inner.pipeline if isinstance(inner, AVDiTComfyModel) else None)
+    if isinstance(inner, comfy.model_base.LTXAV):
+        return from_native(latent, node, layout=ltx2_layout(latent, node, fps))
+    raise ValueError(f"{node}: the model is a {type(inner or model).__name__}; the mask knows the time grids of AVDiT "
+                     "and LTX-2 (LTXAV) latents")
+
+
 def mask_levels(latent: dict) -> tuple[torch.Tensor, torch.Tensor | None] | None:
-    """Per latent frame levels (Tv,), (Ta,) of a native latent's noise mask (first batch item;
-    the largest over channels and positions), or None when it has none."""
+    """Per latent frame levels (Tv,), (Ta,) of a native latent's noise mask (first batch item; the
+    largest over channels and positions), or None when it has none."""
     mask = latent.get("noise_mask")
     if mask is None:
         return None
     video_mask, audio_mask = mask.unbind() if getattr(mask, "is_nested", False) else (mask, None)
-    video = video_mask[0].movedim(1, -1).flatten(0, -2).amax(dim=0) if video_mask.ndim == 5 else video_mask.reshape(-1)
-    audio = audio_mask[0].amax(dim=0) if audio_mask is not None else None
-    return video.float().cpu(), (audio.float().cpu() if audio is not None else None)
+    return per_frame(video_mask), (per_frame(audio_mask) if audio_mask is not None else None)
 
 
-def from_native(latent: dict, node: str, pipeline: AVDiTPipeline | None = None) -> AVLatent:
-    """Native AV LATENT of an AVDiT -> AVLatent (the noise mask becomes the task's mask)."""
-    layout = layout_of(latent, node, pipeline)
+def from_native(latent: dict, node: str, pipeline: AVDiTPipeline | None = None, layout: Layout | None = None) -> AVLatent:
+    """Native AV LATENT -> AVLatent (the noise mask becomes the task's mask), on the grid of its
+    "avdit" entry, of `pipeline` (an AVDiT) or `layout` (another model's, e.g. `ltx2_layout`)."""
+    layout = layout_of(latent, node, pipeline) if layout is None or LATENT_KEY in latent else layout
     video, audio = native_parts(latent, node)
     info = latent.get(LATENT_KEY) or {}
     available = NoiseLevelMask(*(torch.tensor(a, dtype=torch.float32) for a in info["available"])) if "available" in info \

@@ -255,7 +255,7 @@ def test_the_mask_asks_for_the_model_when_a_latent_lost_its_time_grid(pack, demo
     latent, _ = continued(pack, demo, clip)
     bare = {"samples": latent["samples"]}  # as core nodes that rebuild a latent leave it
     arguments = ("inpaint", 1.0, 0.5, 1.5, 0.5, 0.5, "both", 0.0, 0.0, "")
-    with pytest.raises(ValueError, match="carries no AVDiT time grid.*model input"):
+    with pytest.raises(ValueError, match="carries no time grid.*connect its model to the node.s model input"):
         nodes["AVDiTNoiseLevelMask"].execute(bare, *arguments)
     out, summary = nodes["AVDiTNoiseLevelMask"].execute(bare, *arguments, model=model).args
     # a latent frame is given only where its whole span is: video frame 1 (0.125-0.625 s) reaches into 0.5-1.5 s
