@@ -38,17 +38,17 @@ def python_for(comfyui: str) -> str:
 
 DEMO = "avdit-toneshapes-demo.safetensors"
 TRAINED = "trained-demo.safetensors"  # the shipped demo model itself (DEMO is a tiny random stand-in)
-NODE_IDS = ["AVDiTLoader", "AVDiTEncode", "AVDiTEmptyLatent", "AVDiTNoiseLevelMask", "AVDiTSampler",
+NODE_IDS = ["AVDiTLoader", "AVDiTEncode", "AVDiTEmptyLatent", "AVDiTNoiseLevelMask", "AVDiTGuider", "AVDiTSampler",
             "AVDiTDecode", "AVDiTSaveVideo"]
 TEST_STEPS = 2
 # Each example's clip length: the duration asked for, rounded up to the codec's frame grid (1 + 4k frames at 8 fps).
-EXPECTED_SECONDS = {"joint": 2.125, "continue": 4.125, "inpaint": 2.125, "interpolate": 2.125, "a2v": 2.125,
+EXPECTED_SECONDS = {"joint": 2.125, "continue": 4.125, "continue_custom_sampler": 4.125, "inpaint": 2.125, "interpolate": 2.125, "a2v": 2.125,
                     "v2a": 2.125, "extend_10s": 10.125}
 
 
 def fast(prompt: dict, steps: int = TEST_STEPS) -> dict:
     for node in prompt.values():
-        if node["class_type"] == "AVDiTSampler":
+        if node["class_type"] in ("AVDiTSampler", "BasicScheduler"):  # MoNL KSampler, or SamplerCustomAdvanced's sigmas
             node["inputs"]["steps"] = steps
     return prompt
 
@@ -101,14 +101,27 @@ def test_object_info_lists_every_node_with_its_inputs(object_info):
             for name, spec in info["input"].get(section, {}).items():
                 assert spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
     assert object_info["AVDiTSampler"]["display_name"] == "MoNL KSampler"
-    assert object_info["AVDiTLoader"]["output"] == ["AVDIT_MODEL"]
-    assert object_info["AVDiTSampler"]["output"] == ["AV_LATENT"]
+    assert object_info["AVDiTGuider"]["display_name"] == "MoNL Guider"
+    assert object_info["AVDiTLoader"]["output"] == ["MODEL", "AVDIT_CODECS"]
+    assert set(object_info["AVDiTLoader"]["input"]["required"]) == {"checkpoint", "dtype"}
+    for node_id in ("AVDiTEncode", "AVDiTEmptyLatent", "AVDiTSampler"):
+        assert object_info[node_id]["output"] == ["LATENT"], node_id
+    assert object_info["AVDiTNoiseLevelMask"]["output"] == ["LATENT", "STRING"]
+    assert object_info["AVDiTNoiseLevelMask"]["input"]["optional"]["model"][0] == "MODEL"
+    assert object_info["AVDiTGuider"]["output"] == ["GUIDER"]
+    assert object_info["AVDiTGuider"]["input"]["required"]["model"][0] == "MODEL"
+    assert set(object_info["AVDiTGuider"]["input"]["optional"]) == {"positive", "negative", "text_guidance", "seed"}
     assert object_info["AVDiTDecode"]["output"] == ["IMAGE", "AUDIO", "FLOAT", "VIDEO"]
+    assert object_info["AVDiTDecode"]["input"]["required"]["codecs"][0] == "AVDIT_CODECS"
     assert object_info["AVDiTSaveVideo"]["output_node"] is True
     sampler = object_info["AVDiTSampler"]["input"]["required"]
     assert sampler["seed"][1]["control_after_generate"] is True
-    assert set(sampler) >= {"model", "av_latent", "seed", "steps", "sampler_name", "scheduler", "video_guidance",
-                            "audio_guidance", "guidance_drop"}
+    assert set(sampler) >= {"model", "latent", "seed", "steps", "sampler_name", "scheduler", "video_guidance",
+                            "audio_guidance", "guidance_drop", "shift"}
+    assert sampler["model"][0] == "MODEL" and sampler["latent"][0] == "LATENT"
+    # ComfyUI's own samplers and schedulers
+    assert sampler["sampler_name"][1]["options"] == object_info["KSamplerSelect"]["input"]["required"]["sampler_name"][1]["options"]
+    assert sampler["scheduler"][1]["options"] == object_info["BasicScheduler"]["input"]["required"]["scheduler"][1]["options"]
     assert DEMO in object_info["AVDiTLoader"]["input"]["required"]["checkpoint"][1]["options"]
     assert object_info["AVDiTEncode"]["input"]["optional"]["images"][0] == "IMAGE"
     assert object_info["AVDiTEncode"]["input"]["optional"]["audio"][0] == "AUDIO"
@@ -175,26 +188,52 @@ def widget_defaults(spec: dict, prefix: str = "") -> dict:
     return values
 
 
-def test_the_trained_demo_model_continues_the_example_clip_through_the_server(server):
-    """The continue example as shipped, on the real demo model: the given 2.125 s come back, and the
-    2 s it makes keep the clip's colour and timbre."""
-    import numpy as np
-
+def run_on_the_trained_demo_model(server, example: str):
+    """`example` queued with the shipped demo model (10 steps): (the saved clip, the input clip, given frames)."""
     from avdit import media
-    from avdit.codecs.train import tone_agreement
-    from avdit.evaluate import continuity_score
 
-    prompt = fast(api_example("continue"), steps=10)
+    prompt = fast(api_example(example), steps=10)
     loaders = [node for node in prompt.values() if node["class_type"] == "AVDiTLoader"]
     assert len(loaders) == 1
     loaders[0]["inputs"]["checkpoint"] = TRAINED
     entry = server.wait(server.queue(prompt))
     assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[:3000]
-    got, source = media.decode(server.saved_files(entry)[0]), media.decode(EXAMPLES / "input" / "avdit_toneshapes.mp4")
+    files = server.saved_files(entry)
+    assert len(files) == 1 and files[0].suffix == ".mp4", files
+    got, source = media.decode(files[0]), media.decode(EXAMPLES / "input" / "avdit_toneshapes.mp4")
     given = source.frames.shape[0]  # 17 frames, 2.125 s
     assert got.frames.shape[0] == 33 and got.frames.shape[1:] == source.frames.shape[1:]
+    return got, source, given
+
+
+def given_psnr(got, source, given: int) -> float:
+    """PSNR in dB of the saved clip's first `given` frames against the input clip's."""
+    import numpy as np
+
     mse = ((got.frames[:given] - source.frames) ** 2).mean()
-    assert 10 * np.log10(1 / float(mse)) > 35  # given exactly; only H.264 again (measured 45.8 dB)
+    return float(10 * np.log10(1 / float(mse)))
+
+
+def test_the_trained_demo_model_continues_the_example_clip_through_samplercustomadvanced_and_the_monl_guider(server):
+    """The continue_custom_sampler example as shipped (core SamplerCustomAdvanced, RandomNoise, KSamplerSelect euler,
+    BasicScheduler simple, the MoNL Guider, AVDiT Decode, core Save Video) on the real demo model: the given
+    2.125 s come back."""
+    got, source, given = run_on_the_trained_demo_model(server, "continue_custom_sampler")
+    psnr = given_psnr(got, source, given)
+    print(f"\nSamplerCustomAdvanced + MoNL Guider: given part at {psnr:.1f} dB")
+    assert psnr >= 30, psnr  # given exactly; H.264 twice (input clip, core Save Video)
+
+
+def test_the_trained_demo_model_continues_the_example_clip_through_the_server(server):
+    """The continue example as shipped, on the real demo model: the given 2.125 s come back, and the
+    2 s it makes keep the clip's colour and timbre."""
+    import numpy as np
+
+    from avdit.codecs.train import tone_agreement
+    from avdit.evaluate import continuity_score
+
+    got, source, given = run_on_the_trained_demo_model(server, "continue")
+    assert given_psnr(got, source, given) > 35  # given exactly; only H.264 again (measured 45.8 dB)
     per_frame = round(got.sample_rate / got.fps)  # audio samples per video frame
     heard = tone_agreement(source.waveform[0, : given * per_frame].numpy(), got.waveform[0, : given * per_frame].numpy())
     # 16 of 17 frames at least: AAC's edge, and the last given frame's audio is decoded together
@@ -213,12 +252,12 @@ def test_core_nodes_connect_load_audio_in_and_create_and_save_video_out(server, 
 
     a2v = {node["class_type"]: node["inputs"] for node in api_example("a2v").values()}
     prompt = {
-        "1": {"class_type": "AVDiTLoader", "inputs": {"checkpoint": DEMO, "dtype": "auto", "device": "default"}},
+        "1": {"class_type": "AVDiTLoader", "inputs": {"checkpoint": DEMO, "dtype": "auto"}},
         "2": core("LoadAudio", audio="avdit_toneshapes.mp4"),
-        "3": {"class_type": "AVDiTEncode", "inputs": {"model": ["1", 0], "audio": ["2", 0], "fps": 8.0, "duration": 0.0, "resize": "crop"}},
-        "4": {"class_type": "AVDiTNoiseLevelMask", "inputs": {**a2v["AVDiTNoiseLevelMask"], "av_latent": ["3", 0]}},
-        "5": {"class_type": "AVDiTSampler", "inputs": {**a2v["AVDiTSampler"], "model": ["1", 0], "av_latent": ["4", 0]}},
-        "6": {"class_type": "AVDiTDecode", "inputs": {"model": ["1", 0], "av_latent": ["5", 0]}},
+        "3": {"class_type": "AVDiTEncode", "inputs": {"codecs": ["1", 1], "audio": ["2", 0], "fps": 8.0, "duration": 0.0, "resize": "crop"}},
+        "4": {"class_type": "AVDiTNoiseLevelMask", "inputs": {**a2v["AVDiTNoiseLevelMask"], "latent": ["3", 0]}},
+        "5": {"class_type": "AVDiTSampler", "inputs": {**a2v["AVDiTSampler"], "model": ["1", 0], "latent": ["4", 0]}},
+        "6": {"class_type": "AVDiTDecode", "inputs": {"codecs": ["1", 1], "latent": ["5", 0]}},
         "7": core("SaveVideo", video=["6", 3], filename_prefix="core/decoded"),
         "8": core("CreateVideo", images=["6", 0], audio=["6", 1], fps=["6", 2]),
         "9": core("SaveVideo", video=["8", 0], filename_prefix="core/created"),
@@ -236,8 +275,15 @@ def test_core_nodes_connect_load_audio_in_and_create_and_save_video_out(server, 
 def malformed(kind: str) -> dict:
     prompt = fast(api_example("joint"))
     by_class = {node["class_type"]: key for key, node in prompt.items()}
-    if kind == "wrong type":  # IMAGE into an AV_LATENT input
-        prompt[by_class["AVDiTSampler"]]["inputs"]["av_latent"] = [by_class["AVDiTDecode"], 0]
+    if kind == "wrong type":  # IMAGE into a LATENT input
+        prompt[by_class["AVDiTSampler"]]["inputs"]["latent"] = [by_class["AVDiTDecode"], 0]
+    elif kind == "codecs as the model":  # the loader's AVDIT_CODECS (output 1) into a MODEL input
+        prompt[by_class["AVDiTSampler"]]["inputs"]["model"] = [by_class["AVDiTLoader"], 1]
+    elif kind == "model as the codecs":  # the loader's MODEL (output 0) into an AVDIT_CODECS input
+        prompt[by_class["AVDiTDecode"]]["inputs"]["codecs"] = [by_class["AVDiTLoader"], 0]
+    elif kind == "missing codecs":  # e.g. a prompt from before the loader split its outputs
+        del prompt[by_class["AVDiTEmptyLatent"]]["inputs"]["codecs"]
+        prompt[by_class["AVDiTEmptyLatent"]]["inputs"]["model"] = [by_class["AVDiTLoader"], 0]
     elif kind == "missing checkpoint":
         prompt[by_class["AVDiTLoader"]]["inputs"]["checkpoint"] = "no-such-model.safetensors"
     elif kind == "negative duration":
@@ -249,6 +295,9 @@ def malformed(kind: str) -> dict:
 
 @pytest.mark.parametrize("kind, node, error_type", [
     ("wrong type", "AVDiTSampler", "return_type_mismatch"),
+    ("codecs as the model", "AVDiTSampler", "return_type_mismatch"),
+    ("model as the codecs", "AVDiTDecode", "return_type_mismatch"),
+    ("missing codecs", "AVDiTEmptyLatent", "required_input_missing"),
     ("missing checkpoint", "AVDiTLoader", "custom_validation_failed"),
     ("negative duration", "AVDiTEmptyLatent", "value_smaller_than_min"),
     ("prefix escapes output", "AVDiTSaveVideo", "custom_validation_failed"),
@@ -311,7 +360,8 @@ def test_progress_reports_every_step_of_the_sampler(server):
     client_id = uuid.uuid4().hex
     socket = WebSocket(server.port, f"/ws?clientId={client_id}")
     try:
-        prompt_id = server.queue(prompt, client_id=client_id)
+        # the server runs with --preview-method none; this prompt asks ComfyUI's previewer for latent2rgb
+        prompt_id = server.queue(prompt, client_id=client_id, extra_data={"preview_method": "latent2rgb"})
         values, previews = [], 0
         while True:
             message = socket.receive()
@@ -326,7 +376,7 @@ def test_progress_reports_every_step_of_the_sampler(server):
     finally:
         socket.close()
     assert values[-1] == 5 and values == sorted(values)
-    assert previews >= 1  # preview images come as binary frames
+    assert previews >= 1  # preview images come as binary frames, from ComfyUI's previewer
 
 
 def readme_snippet() -> str:
