@@ -65,6 +65,9 @@ def clip_seeds(split: str, eval_clips: int, reference_clips: int) -> tuple[range
     return range(start, start + eval_clips), range(start + MAX_CLIPS, start + MAX_CLIPS + reference_clips)
 
 
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default="docs/RESULTS.md", help="Markdown report to write (the JSON and PNG go beside it)")
     parser.add_argument("--workdir", default=os.path.join(Path.home(), ".cache", "avdit", "eval"), help="where the trained models go (with their resume files: a larger --train-steps trains them on)")
@@ -86,6 +89,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sampler", default="euler")
     parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE, help=f"video and audio guidance scale of every model (1 = off; default {DEFAULT_GUIDANCE:g})")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
+                        help="weight precision of the denoiser while scoring (the codecs stay fp32)")
     parser.add_argument("--retrain", action="store_true", help="train again even where the workdir has a finished model")
 
 
@@ -324,7 +329,7 @@ def evaluate(args) -> dict:
 
     results = {}
     for strategy in strategies:
-        pipe = AVDiTPipeline.load(models[strategy])
+        pipe = AVDiTPipeline.load(models[strategy], dtype=DTYPES[args.dtype])
         tasks = [t for t in TASKS if strategy in GENERAL or strategy in (args.checkpoint or []) or SPECIFIC.get(t) == strategy]
         for task in tasks:
             t0 = time.time()
@@ -387,7 +392,7 @@ def report(data: dict, command: str) -> str:
         f"Each cell: {data['settings']['eval_clips']} held-out "
         f"{'validation clips (not the test clips results report), ' if data['settings'].get('split') == 'validation' else 'clips, '}"
         f"{data['settings']['sampler']} with "
-        f"{data['settings']['steps']} steps, video and audio guidance {data['settings']['guidance']:g} (1 = off). Continue gives the first 1.125 s; inpaint gives all but "
+        f"{data['settings']['steps']} steps, video and audio guidance {data['settings']['guidance']:g} (1 = off), denoiser in {data['settings'].get('dtype', 'fp32')}. Continue gives the first 1.125 s; inpaint gives all but "
         "0.625..1.625 s; a2v gives the audio, v2a the video, joint nothing.", "",
     ]
     for metric, title, better in (("agreement", "A/V agreement (mean of pitch, level, timbre, presence)", "higher"),

@@ -147,10 +147,11 @@ def test_eval_scores_given_checkpoints_on_every_task_without_training(tmp_path):
     checkpoint = make_untrained_checkpoint(tmp_path / "mine.safetensors")
     out = tmp_path / "card.md"
     cmd = [sys.executable, "-m", "avdit", "eval", "--checkpoint", str(checkpoint), "--output", str(out),
-           "--workdir", str(tmp_path / "unused"), "--eval-clips", "2", "--reference-clips", "3", "--steps", "2"]
+           "--workdir", str(tmp_path / "unused"), "--eval-clips", "2", "--reference-clips", "3", "--steps", "2", "--dtype", "bf16"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads((tmp_path / "card.json").read_text())
+    assert data["settings"]["dtype"] == "bf16" and "denoiser in bf16" in out.read_text()
     assert data["strategies"] == [str(checkpoint)] and set(data["results"][str(checkpoint)]) == {"joint", "a2v", "v2a", "continue", "inpaint"}
     assert data["train_seconds"] == 0.0 and not (tmp_path / "unused").exists()  # nothing trained
     text = out.read_text()
