@@ -76,6 +76,7 @@ def test_train_writes_a_loadable_checkpoint(tmp_path):
     AVDiTPipeline.load(tmp_path / "m.safetensors")
 
 
+@pytest.mark.slow
 def test_train_codec_writes_codecs(tmp_path):
     ok(avdit_cli(tmp_path, "train-codec", "--which", "both", "--steps", "1", "--minutes", "0.01", "--batch", "1",
                  "--audio-batch", "1", "--output", "c.safetensors"))

@@ -58,6 +58,7 @@ def demo_scores():
     return scores, shuffled
 
 
+@pytest.mark.slow
 def test_demo_model_makes_the_picture_follow_the_sound_and_the_sound_follow_the_picture(demo_scores):
     """a2v and v2a: the generated modality agrees with the given one far above shuffled-pair chance."""
     scores, shuffled = demo_scores
@@ -66,6 +67,7 @@ def test_demo_model_makes_the_picture_follow_the_sound_and_the_sound_follow_the_
         assert scores[task]["pitch"] > 2 * shuffled["pitch"], (task, scores[task], shuffled)
 
 
+@pytest.mark.slow
 def test_demo_model_continues_in_the_given_colour_and_timbre(demo_scores):
     scores, _ = demo_scores
     assert scores["continue"]["colour_kept"] > 0.9 and scores["continue"]["timbre_kept"] > 0.9, scores["continue"]

@@ -76,6 +76,7 @@ def test_features_are_per_frame_with_their_change(real):
     assert np.allclose(features[:, 1:, 13:], np.diff(features[:, :, :13], axis=1))
 
 
+@pytest.mark.slow
 def test_eval_trains_every_strategy_and_writes_the_report(tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "RESULTS.md"
@@ -159,6 +160,7 @@ def test_eval_scores_given_checkpoints_on_every_task_without_training(tmp_path):
     assert data["paired"] == []  # one model: nothing to pair it with
 
 
+@pytest.mark.slow
 def test_eval_pairs_the_first_checkpoint_against_the_others(tmp_path):
     from avdit.pipeline import make_untrained_checkpoint
 

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from avdit.config import AVDiTConfig, AudioCodecConfig, LayoutConfig, MonlConfig, VideoCodecConfig
@@ -18,6 +19,7 @@ def toy_batch(batch, generator):
     return video.contiguous(), audio.contiguous()
 
 
+@pytest.mark.slow
 def test_tiny_model_learns_a_correlated_toy_set_with_monl():
     torch.manual_seed(0)
     config = AVDiTConfig(

@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import pytest
 
@@ -12,20 +13,33 @@ from avdit.pipeline import AVDiTPipeline
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
+GLOO_ABORT = "terminate called without an active exception"
+
+
+class GlooAbortRetried(UserWarning):
+    """A torchrun run that ended in gloo's known abort and was run again (see `train`)."""
+
+
 def train(tmp_path, *extra, launcher=(sys.executable, "-m", "avdit")):
     cmd = [*launcher, "train", "--codecs", "analytic", "--clips", "16", "--preset", "tiny", "--batch", "2",
            "--cache", str(tmp_path / "latents.safetensors"), *extra]
-    for attempt in range(3):
+    # The one allowance: torch 2.13's gloo aborts a torchrun worker now and then, before any step
+    # or at the end ("terminate called without an active exception"; 2 runs in 10 here). Under
+    # torchrun only, that abort alone is run again, at most twice, and every retry is reported as
+    # a GlooAbortRetried warning in pytest's summary, so a rising count is seen, not hidden.
+    # Any other failure, and any failure of a single-process run, fails the test at once.
+    retries = 2 if "torch.distributed.run" in launcher else 0
+    for attempt in range(retries + 1):
         result = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
-        # torch 2.13's gloo aborts a torchrun worker now and then, before any step or at the end
-        # ("terminate called without an active exception"; 2 runs in 10 here with the code before
-        # exact resume too): only that abort is run again, every other failure fails the test
-        if result.returncode == 0 or "terminate called without an active exception" not in result.stderr:
+        if result.returncode == 0 or GLOO_ABORT not in result.stderr or attempt == retries:
             break
+        warnings.warn(GlooAbortRetried(f"gloo abort under torchrun, run again (retry {attempt + 1} of {retries}): "
+                                       f"{' '.join(extra)}"))
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
 
+@pytest.mark.slow
 def test_train_writes_a_checkpoint_the_pipeline_loads_and_resumes(tmp_path):
     out = tmp_path / "m.safetensors"
     train(tmp_path, "--output", str(out), "--steps", "4", "--strategy", "per_modality")
@@ -54,6 +68,7 @@ def test_train_writes_a_checkpoint_the_pipeline_loads_and_resumes(tmp_path):
     assert [json.loads(line)["step"] for line in (tmp_path / "m.jsonl").read_text().splitlines()] == [1, 2]
 
 
+@pytest.mark.slow
 def test_bfloat16_save_halves_the_denoiser_and_still_loads(tmp_path):
     import torch
 
@@ -71,6 +86,7 @@ def test_bfloat16_save_halves_the_denoiser_and_still_loads(tmp_path):
     assert all(v.dtype == torch.float32 for k, v in raw.items() if k.startswith(("train.", "optim.")))  # resuming keeps full precision
 
 
+@pytest.mark.slow
 def test_latent_cache_is_reused_only_for_the_same_data_and_codecs(tmp_path):
     from safetensors.torch import load_file
 
@@ -96,6 +112,7 @@ def assert_same_training(a, b):
         assert cx.training["steps"] == cy.training["steps"] and cx.training["final_loss"] == cy.training["final_loss"]
 
 
+@pytest.mark.slow
 def test_stopping_on_minutes_and_resuming_gives_the_model_an_unbroken_run_gives(tmp_path):
     full, part = tmp_path / "runs" / "full.safetensors", tmp_path / "part.safetensors"
     train(tmp_path, "--output", str(full), "--steps", "5", "--warmup", "3")  # into a folder that is not there yet
@@ -109,6 +126,7 @@ def test_stopping_on_minutes_and_resuming_gives_the_model_an_unbroken_run_gives(
     assert_same_training(full, part)  # same weights, optimizer moments, data order and noise: nothing replayed
 
 
+@pytest.mark.slow
 def test_resuming_without_the_resume_file_says_what_starts_afresh(tmp_path):
     from avdit.checkpoint import save_checkpoint
 
@@ -126,6 +144,7 @@ def test_resuming_without_the_resume_file_says_what_starts_afresh(tmp_path):
     assert read_config(out).training["steps"] == 3
 
 
+@pytest.mark.slow
 def test_two_processes_under_torchrun_and_resuming_them(tmp_path):
     torchrun = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "avdit")
     out, part = tmp_path / "ddp.safetensors", tmp_path / "part.safetensors"
@@ -146,6 +165,7 @@ def test_bad_strategy_is_refused(tmp_path):
     assert not (tmp_path / "x.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_mixture_weights_are_recorded_and_bad_ones_refused(tmp_path):
     out = tmp_path / "w.safetensors"
     train(tmp_path, "--output", str(out), "--steps", "2", "--monl-weights", "vanilla=1,per_modality=2,per_segment=0.5")
@@ -161,6 +181,7 @@ def test_mixture_weights_are_recorded_and_bad_ones_refused(tmp_path):
     assert not (tmp_path / "bad.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_mixture_and_refuses_options_that_would_change_it(tmp_path):
     out = tmp_path / "w.safetensors"
     train(tmp_path, "--output", str(out), "--steps", "2", "--monl-weights", "vanilla=1,per_modality=2", "--clean-probability", "0.5")
@@ -183,6 +204,7 @@ def test_resume_keeps_the_mixture_and_refuses_options_that_would_change_it(tmp_p
         assert not (tmp_path / "bad.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_train_on_a_folder_of_your_own_videos(tmp_path):
     import torch
 
@@ -201,6 +223,7 @@ def test_train_on_a_folder_of_your_own_videos(tmp_path):
     assert load_file(tmp_path / "latents.safetensors")["video"].shape[0] == 4
 
 
+@pytest.mark.slow
 def test_codecs_and_denoiser_train_on_a_folder_of_your_own_videos(tmp_path):
     import torch
 
