@@ -624,3 +624,61 @@ def test_flow_denoising_of_a_batch_uses_each_items_own_levels():
     out_v, out_a = model(video * scale_v, audio * scale_a, lv, la)
     torch.testing.assert_close(x0_v, schedule.denoised(video * scale_v, out_v, lv[:, None, :, None, None]), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(x0_a, schedule.denoised(audio * scale_a, out_a, la[:, None, :]), rtol=1e-5, atol=1e-5)
+
+
+# --- found by mutation testing (bench/mutation.sh; docs/mutation.md) ----------------------------------
+def test_token_modulation_inspects_block_0_by_default(tiny_model):
+    _, _, lv, la = batch_inputs(1)
+    first = tiny_model.token_modulation(lv, la, 4)
+    torch.testing.assert_close(first, tiny_model.token_modulation(lv, la, 4, block=0))
+    assert not torch.allclose(first, tiny_model.token_modulation(lv, la, 4, block=1))
+
+
+@pytest.mark.parametrize("monl", [MonlConfig(task="continue"), MonlConfig(clean_probability=0.3)], ids=["task", "mixture"])
+def test_draws_come_from_the_given_generator(monl):
+    torch.manual_seed(0)
+    a, _ = draw_levels(8, 5, monl, torch.Generator().manual_seed(3))
+    torch.manual_seed(1)  # the global generator must not matter
+    b, _ = draw_levels(8, 5, monl, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("weights", [{}, {"vanilla": 0.0}, {"vanilla": 0.0, "per_segment": 0.0},
+                                     {"vanilla": 1.0, "vanila": 1.0}])
+def test_mixtures_without_a_positive_known_weight_or_with_an_unknown_name_are_refused(weights):
+    with pytest.raises(ValueError, match="must give a positive weight to at least one of"):
+        draw_levels(4, 5, MonlConfig(weights=weights))
+
+
+def test_vanilla_draws_are_never_made_clean():
+    levels, _ = draw_levels(2000, 5, MonlConfig(weights={"vanilla": 1.0}, clean_probability=0.9), torch.Generator().manual_seed(0))
+    assert bool((levels > 0).all())
+    assert torch.equal(levels, levels[:, :1, :1].expand_as(levels))
+
+
+def test_per_frame_levels_take_each_modalitys_own_row():
+    layout = Layout.from_config(tiny_config())
+    levels = torch.tensor([[[0.1, 0.2, 0.3, 0.4, 0.5], [0.6, 0.7, 0.8, 0.9, 1.0]]])
+    video, audio = per_frame_levels(levels, layout)
+    torch.testing.assert_close(video, levels[:, 0, layout.video_segments])
+    torch.testing.assert_close(audio, levels[:, 1, layout.audio_segments])
+    assert float(video[0, 0]) == pytest.approx(0.1) and float(audio[0, -1]) == pytest.approx(1.0)
+
+
+def test_given_spans_are_given_at_level_0_by_default_and_unknown_modalities_are_refused():
+    from avdit.monl import given_spans_mask
+
+    layout = Layout.from_config(tiny_config())
+    mask = given_spans_mask(layout, {"video": [(0.0, 1.0)]})
+    assert set(mask.video.unique().tolist()) == {0.0, 1.0} and bool((mask.audio == 1).all())
+    with pytest.raises(ValueError, match=r"spans are given for \['pictures'\]"):
+        given_spans_mask(layout, {"pictures": [(0.0, 1.0)]})
+
+
+def test_dpmpp_2m_takes_a_zero_length_step_in_place():
+    # a repeated sigma (h = 0) must not divide by zero: the step is first order and moves nothing
+    preds = iter(torch.tensor([[0.2], [0.5], [0.4]], dtype=torch.float64))
+    x = torch.tensor([0.9], dtype=torch.float64)
+    out = SAMPLERS["dpmpp_2m"](lambda x_, s: next(preds), x.clone(), [0.9, 0.6, 0.6])
+    x1 = (0.6 / 0.9) * x + ((1 - 0.6) - 0.6 * (1 - 0.9) / 0.9) * 0.2
+    torch.testing.assert_close(out, x1)

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Mutation score of the core maths against the fast tests, with mutmut (pip install mutmut; 3.x).
+#
+#   bench/mutation.sh                      # schedule, sampling, monl, model and train (loss, EMA)
+#   bench/mutation.sh avdit/schedule.py    # one file (or several)
+#   JOBS=2 bench/mutation.sh               # mutants run in parallel (default 1: a shared 2-core box)
+#
+# Works on a copy (avdit/, tests/, pyproject.toml) in $MUTATION_WORKDIR (default
+# ${TMPDIR:-/tmp}/avdit-mutation), so mutmut's mutants/ folder and cache never land in the
+# repository. Prints mutmut's summary, then survivors per file; `mutmut show NAME` in the work
+# folder shows one. Which survivors are equivalent, and why: docs/mutation.md.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=${MUTATION_WORKDIR:-${TMPDIR:-/tmp}/avdit-mutation}
+FILES=("$@")
+[ ${#FILES[@]} -gt 0 ] || FILES=(avdit/schedule.py avdit/sampling.py avdit/monl.py avdit/model.py avdit/train.py)
+# the fast tests that exercise these modules (the slow tier, `-m slow`, is left out)
+TESTS=(tests/test_invariants.py tests/test_sampling.py tests/test_monl.py tests/test_model.py tests/test_layout.py)
+
+rm -rf "$WORK"
+mkdir -p "$WORK"
+cp -r "$ROOT/avdit" "$ROOT/tests" "$ROOT/pyproject.toml" "$WORK/"
+find "$WORK" -name __pycache__ -prune -exec rm -rf {} +
+{
+  echo "[mutmut]"
+  echo "source_paths = avdit"
+  echo "only_mutate ="
+  printf '    %s\n' "${FILES[@]}"
+  echo "pytest_add_cli_args_test_selection ="
+  printf '    %s\n' "${TESTS[@]}"
+  echo "pytest_add_cli_args ="
+  printf '    %s\n' -m "not slow" -p no:cacheprovider -q
+  echo "process_isolation = forkserver"
+  echo "use_git_change_detection = false"
+} > "$WORK/setup.cfg"
+cd "$WORK"
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+start=$(date +%s)
+mutmut run --max-children "${JOBS:-1}" || true
+echo "mutmut run took $(( $(date +%s) - start )) s"
+mutmut results --all true > results.txt 2>&1 || mutmut results > results.txt 2>&1 || true
+python - "$WORK/results.txt" <<'PY'
+import collections, re, sys
+counts = collections.defaultdict(collections.Counter)
+survivors = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    m = re.match(r"\s*(avdit\.[\w.]+?)\.(x[\w]+?__mutmut_\d+|x.+?)\s*:\s*(\w[\w ]*)", line)
+    if not m:
+        continue
+    module, name, status = m.group(1), m.group(2), m.group(3).strip()
+    counts[module][status] += 1
+    if status == "survived":
+        survivors[module].append(name)
+print(f"{'module':<20} {'killed':>7} {'survived':>9} {'other':>6}  score")
+for module, c in sorted(counts.items()):
+    killed, survived = c["killed"] + c["timeout"] + c["segfault"], c["survived"]
+    other = sum(c.values()) - killed - survived
+    print(f"{module:<20} {killed:>7} {survived:>9} {other:>6}  {100 * killed / max(1, killed + survived):.1f} %  {dict(c)}")
+for module, names in sorted(survivors.items()):
+    print(f"\nsurvived in {module}:", " ".join(names))
+PY
