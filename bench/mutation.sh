@@ -35,6 +35,9 @@ find "$WORK" -name __pycache__ -prune -exec rm -rf {} +
 } > "$WORK/setup.cfg"
 cd "$WORK"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+# Some mutants (a size or a loop bound changed) allocate without end: cap each process's address
+# space (a normal worker needs about 1.2 GB) so such a mutant dies with MemoryError, counted killed.
+ulimit -v $(( ${MUTATION_MEMORY_GB:-6} * 1024 * 1024 ))
 start=$(date +%s)
 mutmut run --max-children "${JOBS:-1}" || true
 echo "mutmut run took $(( $(date +%s) - start )) s"
