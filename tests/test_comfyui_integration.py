@@ -351,17 +351,14 @@ def test_interrupt_stops_sampling_within_one_step(server):
     assert server.wait(server.queue(fast(api_example("joint"))))["status"]["status_str"] == "success"
 
 
-def test_progress_reports_every_step_of_the_sampler(server):
-    prompt = fast(api_example("joint"), steps=5)
+def sampler_messages(server, prompt: dict, extra_data: dict | None = None) -> tuple[list[int], int, dict]:
+    """Queue `prompt` and read its websocket messages to the end: (progress values of the MoNL KSampler,
+    binary preview frames, the prompt's history entry)."""
     sampler = next(key for key, node in prompt.items() if node["class_type"] == "AVDiTSampler")
-    for node in prompt.values():
-        if node["class_type"] == "AVDiTSampler":
-            node["inputs"]["seed"] = 12345  # not cached from an earlier run
     client_id = uuid.uuid4().hex
     socket = WebSocket(server.port, f"/ws?clientId={client_id}")
     try:
-        # the server runs with --preview-method none; this prompt asks ComfyUI's previewer for latent2rgb
-        prompt_id = server.queue(prompt, client_id=client_id, extra_data={"preview_method": "latent2rgb"})
+        prompt_id = server.queue(prompt, client_id=client_id, extra_data=extra_data)
         values, previews = [], 0
         while True:
             message = socket.receive()
@@ -375,8 +372,31 @@ def test_progress_reports_every_step_of_the_sampler(server):
                 break
     finally:
         socket.close()
+    return values, previews, server.wait(prompt_id)
+
+
+def joint_with_seed(seed: int, steps: int) -> dict:
+    prompt = fast(api_example("joint"), steps=steps)
+    for node in prompt.values():
+        if node["class_type"] == "AVDiTSampler":
+            node["inputs"]["seed"] = seed  # not cached from an earlier run
+    return prompt
+
+
+def test_progress_reports_every_step_of_the_sampler(server):
+    values, previews, entry = sampler_messages(server, joint_with_seed(12345, 5))
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[:3000]
     assert values[-1] == 5 and values == sorted(values)
-    assert previews >= 1  # preview images come as binary frames, from ComfyUI's previewer
+    assert previews == 0  # the server runs with --preview-method none
+
+
+def test_previews_come_from_comfyuis_previewer_when_the_prompt_asks_for_them(server):
+    """The server runs with --preview-method none; a prompt may ask ComfyUI's previewer for latent2rgb
+    (what the page's live-preview setting sends), and the MoNL KSampler's steps then come with preview frames."""
+    values, previews, entry = sampler_messages(server, joint_with_seed(54321, 5), extra_data={"preview_method": "latent2rgb"})
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[:3000]
+    assert values[-1] == 5 and values == sorted(values)
+    assert previews >= 1  # preview images come as binary frames
 
 
 def readme_snippet() -> str:
