@@ -59,7 +59,10 @@ class AVDiTLatentFormat(comfy.latent_formats.LatentFormat):
     def preview_frame(self, x0: torch.Tensor) -> torch.Tensor:
         """Packed x0 (B, 1, N) -> the first clip's middle frame as (1, 3, 1, H, W) in -1..1."""
         shapes = self.model.latent_shapes
-        video = comfy.utils.unpack_latents(x0, shapes)[0] if shapes is not None and len(shapes) > 1 else x0
+        if getattr(x0, "is_nested", False):  # ComfyUI 0.33 unpacks the latent before its callbacks
+            video = x0.unbind()[0]
+        else:  # 0.9.1 hands over the packed (B, 1, N) latent
+            video = comfy.utils.unpack_latents(x0, shapes)[0] if shapes is not None and len(shapes) > 1 else x0
         codec = self.model.pipeline.video_codec
         device = next(codec.parameters(), torch.empty(0)).device
         middle = video.shape[2] // 2
