@@ -682,3 +682,89 @@ def test_dpmpp_2m_takes_a_zero_length_step_in_place():
     out = SAMPLERS["dpmpp_2m"](lambda x_, s: next(preds), x.clone(), [0.9, 0.6, 0.6])
     x1 = (0.6 / 0.9) * x + ((1 - 0.6) - 0.6 * (1 - 0.9) / 0.9) * 0.2
     torch.testing.assert_close(out, x1)
+
+
+def test_task_masks_refuse_missing_or_out_of_range_times_bad_modalities_and_level_1():
+    layout = Layout.from_config(tiny_config())
+    d = layout.duration
+    with pytest.raises(ValueError, match="task 'continue' needs given_seconds"):
+        task_mask("continue", layout)
+    with pytest.raises(ValueError, match="task 'inpaint' needs start"):
+        task_mask("inpaint", layout, end=1.0)
+    assert not task_mask("continue", layout, given_seconds=0).anything_given  # 0 s given: allowed
+    whole = task_mask("continue", layout, given_seconds=d)  # all of it given: allowed
+    assert bool((whole.video == 0).all() and (whole.audio == 0).all())
+    with pytest.raises(ValueError, match=r"given_seconds is 2.2 s; the clip is 2.125 s long"):
+        task_mask("continue", layout, given_seconds=d + 0.075)
+    with pytest.raises(ValueError, match="given_seconds is -0.1 s"):
+        task_mask("continue", layout, given_seconds=-0.1)
+    with pytest.raises(ValueError, match=r"given_level is 1\b.*1 would generate the block"):
+        task_mask("continue", layout, given_seconds=1.0, given_level=1.0)
+    with pytest.raises(ValueError, match="given_level is 1.5"):
+        task_mask("continue", layout, given_seconds=1.0, given_level=1.5)
+    for modalities in (("pictures",), ("video", "pictures"), ()):
+        with pytest.raises(ValueError, match="expected a non-empty subset of"):
+            task_mask("continue", layout, given_seconds=1.0, modalities=modalities)
+
+
+def test_a_partial_level_holds_the_given_content_noised_to_its_level_with_the_seeds_noise():
+    layout = Layout.from_config(tiny_config())
+    mask = task_mask("custom", layout, levels=[[0.5, 1, 1, 1, 1], [1, 1, 1, 1, 1]])
+    model = KnownX0(2, cond=1.0, uncond=-1.0)
+    denoiser, _ = denoiser_for(mask, model, Guidance(video=2.0, audio=2.0))
+    denoiser(denoiser.initial_noise(), 0.8)  # above t* = 0.5: the frame is held at 0.5 and conditions
+    assert model.calls[0][0].shape[0] == 4, "a block held below the sampler's level is guided on"
+    in_v, _, lv, _ = (c[:2] for c in model.calls[0])
+    given_v, _ = denoiser.unpack(denoiser.given)
+    noise_v, _ = denoiser.unpack(denoiser.start_noise)
+    frame = mask.video == 0.5
+    torch.testing.assert_close(in_v[:, :, frame], 0.5 * given_v[:, :, frame] + 0.5 * noise_v[:, :, frame])
+    assert bool((lv[:, frame] == 0.5).all())
+    torch.testing.assert_close(lv[:, ~frame], torch.full_like(lv[:, ~frame], 0.8))
+    denoiser(denoiser.initial_noise(), 0.5)  # at t*: the block is generated from here, nothing conditions
+    assert model.calls[1][0].shape[0] == 2, "a block at the sampler's own level is not guided on"
+
+
+def test_the_denoiser_counts_its_model_calls_once_per_batched_call():
+    layout = Layout.from_config(tiny_config())
+    model = KnownX0(2, cond=1.0, uncond=-1.0)
+    denoiser, _ = denoiser_for(task_mask("a2v", layout), model, Guidance(video=2.0))
+    assert denoiser.model_calls == 0
+    for sigma in (0.9, 0.7, 0.5):
+        denoiser(denoiser.initial_noise(), sigma)
+    assert denoiser.model_calls == 3 == len(model.calls)
+
+
+def test_guidance_halves_stay_apart_for_any_batch_size():
+    layout = Layout.from_config(tiny_config())
+    mask = task_mask("a2v", layout)
+    model = KnownX0(3, cond=1.0, uncond=-1.0)
+    denoiser, _ = denoiser_for(mask, model, Guidance(video=2.0), batch=3)
+    video, _ = denoiser.unpack(denoiser(denoiser.initial_noise(), 0.9))
+    assert model.calls[0][0].shape[0] == 6
+    torch.testing.assert_close(video, torch.full_like(video, 3.0))
+
+
+def test_sampling_is_set_by_the_seed_alone_and_keeps_its_defaults(tiny_model):
+    from avdit.sampling import sample
+
+    layout = Layout.from_config(tiny_model.config)
+    schedule = Schedule(tiny_model.config.schedule)
+    video, audio = torch.randn(1, 16, 5, 8, 8), torch.randn(1, 16, 107)
+    mask = task_mask("a2v", layout)
+    runs = []
+    for global_seed in (0, 1):  # the global generator must not matter, guided or not
+        torch.manual_seed(global_seed)
+        runs.append(sample(tiny_model, schedule, mask, video, audio, steps=3, guidance=Guidance(video=2.0, audio=2.0)))
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+    default = sample(tiny_model, schedule, mask, video, audio)
+    explicit = sample(tiny_model, schedule, mask, video, audio, steps=25, sampler="euler", scheduler="simple", shift=1.0, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(default, explicit))
+    shifted = sample(tiny_model, schedule, mask, video, audio, steps=3, shift=3.0)
+    assert not torch.allclose(shifted[0], sample(tiny_model, schedule, mask, video, audio, steps=3)[0])
+    with pytest.raises(ValueError, match=r"sampler is 'dpm'; expected one of \['ddim', 'dpmpp_2m', 'euler'"):
+        sample(tiny_model, schedule, mask, video, audio, sampler="dpm")
+    seen = []
+    sample(tiny_model, schedule, mask, video, audio, steps=2, callback=seen.append)
+    assert [tuple(i["video"].shape) for i in seen] == [(1, 16, 5, 8, 8)] * 2
+    assert [tuple(i["audio"].shape) for i in seen] == [(1, 16, 107)] * 2
