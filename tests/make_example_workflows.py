@@ -108,6 +108,65 @@ def extend_example(windows: int = 4, window_seconds: float = 2.0) -> Graph:
     return g
 
 
+# --- MoNL on LTX-2: the pack's mask and guider on ComfyUI's own LTX-2 (model file names of its LTX-2 templates) ---
+LTX2_CHECKPOINT = "ltx-2-19b-dev-fp8.safetensors"
+LTX2_TEXT_ENCODER = "gemma_3_12B_it_fp4_mixed.safetensors"
+LTX2_SIZE, LTX2_FPS, LTX2_FRAMES = 512, 8.0, 17  # the bundled clip: 17 frames (1 + 8k, as LTX-2's VAE takes) at 8 fps
+
+
+def ltx2_example(task: str, note: str, prompt: str, video: bool = True, audio: bool = True, **times) -> Graph:
+    """The bundled clip's given modalities encoded by LTX-2's VAEs, a missing one as LTX-2's empty latent, joined
+    by core Concat AV Latent; the pack's mask (on LTX-2's grid at the clip's fps) and MoNL Guider (with LTX-2's
+    text conditioning) in core SamplerCustomAdvanced; LTX-2's decoders, Create Video, Save Video."""
+    g = Graph(note)
+    checkpoint = g.add("CheckpointLoaderSimple", ckpt_name=LTX2_CHECKPOINT)  # MODEL 0, CLIP 1, VAE 2
+    text_encoder = g.add("LTXAVTextEncoderLoader", text_encoder=LTX2_TEXT_ENCODER, ckpt_name=LTX2_CHECKPOINT)
+    audio_vae = g.add("LTXVAudioVAELoader", ckpt_name=LTX2_CHECKPOINT)
+    positive = g.add("CLIPTextEncode", text=prompt, clip=link(text_encoder, 0))
+    negative = g.add("CLIPTextEncode", text="blurry, low quality, still frame, watermark", clip=link(text_encoder, 0))
+    conditioning = g.add("LTXVConditioning", positive=link(positive, 0), negative=link(negative, 0), frame_rate=LTX2_FPS)
+    clip = load_clip(g)
+    if video:
+        frames = g.add("ImageScale", image=link(clip, 0), upscale_method="bilinear", width=LTX2_SIZE, height=LTX2_SIZE, crop="center")
+        video_latent = g.add("VAEEncode", pixels=link(frames, 0), vae=link(checkpoint, 2))
+    else:
+        video_latent = g.add("EmptyLTXVLatentVideo", width=LTX2_SIZE, height=LTX2_SIZE, length=LTX2_FRAMES, batch_size=1)
+    if audio:
+        audio_latent = g.add("LTXVAudioVAEEncode", audio=link(clip, 1), audio_vae=link(audio_vae, 0))
+    else:
+        audio_latent = g.add("LTXVEmptyLatentAudio", frames_number=LTX2_FRAMES, frame_rate=int(LTX2_FPS), batch_size=1,
+                             audio_vae=link(audio_vae, 0))
+    joined = g.add("LTXVConcatAVLatent", video_latent=link(video_latent, 0), audio_latent=link(audio_latent, 0))
+    masked = g.add("AVDiTNoiseLevelMask", latent=link(joined, 0), task=task, model=link(checkpoint, 0), fps=LTX2_FPS, **times)
+    guider = g.add("AVDiTGuider", model=link(checkpoint, 0), positive=link(conditioning, 0), negative=link(conditioning, 1),
+                   text_guidance=4.0, seed=1)
+    noise = g.add("RandomNoise", noise_seed=1)
+    sampler = g.add("KSamplerSelect", sampler_name="euler")
+    sigmas = g.add("LTXVScheduler", steps=20, latent=link(masked, 0))
+    sampled = g.add("SamplerCustomAdvanced", noise=link(noise, 0), guider=link(guider, 0), sampler=link(sampler, 0),
+                    sigmas=link(sigmas, 0), latent_image=link(masked, 0))
+    parts = g.add("LTXVSeparateAVLatent", av_latent=link(sampled, 0))
+    images = g.add("VAEDecode", samples=link(parts, 0), vae=link(checkpoint, 2))
+    sound = g.add("LTXVAudioVAEDecode", samples=link(parts, 1), audio_vae=link(audio_vae, 0))
+    made = g.add("CreateVideo", images=link(images, 0), fps=LTX2_FPS, audio=link(sound, 0))
+    g.add("SaveVideo", video=link(made, 0), filename_prefix=f"avdit/ltx2_{task}")
+    return g
+
+
+def ltx2_examples() -> dict[str, Graph]:
+    scene = "A coloured disc drifts across a dark background; its pitch rises as it climbs and its tone fills the room."
+    return {
+        "ltx2_v2a": ltx2_example("v2a", "LTX-2, sound for a silent video: the clip's video is given (level 0), LTX-2 makes "
+                                 "its audio (from an empty audio latent).", scene, audio=False),
+        "ltx2_a2v": ltx2_example("a2v", "LTX-2, picture for a sound: the clip's audio is given, LTX-2 makes its video "
+                                 "(from an empty video latent).", scene, video=False),
+        "ltx2_inpaint": ltx2_example("inpaint", "LTX-2, regenerate a time span of both streams: 0.5 s to 1.5 s of video "
+                                     "and audio are made again, the rest is kept.", scene, start=0.5, end=1.5),
+        "ltx2_continue": ltx2_example("continue", "LTX-2, continue a clip: the first 1 s of video and audio is given, "
+                                      "LTX-2 continues both to the clip's end (2.125 s).", scene, given_seconds=1.0),
+    }
+
+
 def examples() -> dict[str, Graph]:
     return {
         "joint": joint_example(),
@@ -124,6 +183,7 @@ def examples() -> dict[str, Graph]:
         "a2v": task_example("a2v", "Audio to video: the clip's audio is given; its video is generated.", video=False),
         "v2a": task_example("v2a", "Video to audio: the clip's video is given; its audio is generated.", audio=False),
         "extend_10s": extend_example(),
+        **ltx2_examples(),
     }
 
 
@@ -151,6 +211,9 @@ def widget_value(spec: list, given):
 def to_api(object_info: dict, g: Graph) -> dict:
     prompt = {}
     for node in g.nodes:
+        known = {name for name, _, _ in schema_inputs(object_info, node["class_type"])}
+        if set(node["inputs"]) - known:
+            raise ValueError(f"{node['class_type']} has no input {sorted(set(node['inputs']) - known)}; it has {sorted(known)}")
         inputs = {}
         for name, spec, _ in schema_inputs(object_info, node["class_type"]):
             value = node["inputs"].get(name)
@@ -174,9 +237,10 @@ def to_ui(object_info: dict, g: Graph, name: str) -> dict:
             value = given.get(input_name)
             if is_widget(spec):
                 widgets.append(widget_value(spec, None if isinstance(value, tuple) else value))
-                if spec[1].get("control_after_generate"):
+                options = spec[1] if len(spec) > 1 else {}
+                if options.get("control_after_generate"):
                     widgets.append("fixed")  # the examples are reproducible: the seed stays
-                if spec[1].get("video_upload"):
+                if options.get("video_upload"):
                     widgets.append("image")  # Load Video's upload button
                 if isinstance(value, tuple):  # a widget fed by a link gets a socket
                     slots.append({"name": input_name, "type": "COMBO" if isinstance(spec[0], list) else spec[0],

@@ -16,7 +16,11 @@ EXAMPLES = REPO / "example_workflows"
 OUR_NODES = {"AVDiTLoader", "AVDiTEncode", "AVDiTEmptyLatent", "AVDiTNoiseLevelMask", "AVDiTGuider", "AVDiTSampler",
              "AVDiTDecode", "AVDiTSaveVideo"}
 CORE_NODES_USED = {"LoadVideo", "GetVideoComponents", "RandomNoise", "KSamplerSelect", "BasicScheduler",
-                   "SamplerCustomAdvanced", "SaveVideo"}  # present in ComfyUI 0.9.1 and 0.33
+                   "SamplerCustomAdvanced", "SaveVideo",  # present in ComfyUI 0.9.1 and 0.33, as are LTX-2's:
+                   "CheckpointLoaderSimple", "LTXAVTextEncoderLoader", "LTXVAudioVAELoader", "CLIPTextEncode",
+                   "LTXVConditioning", "ImageScale", "VAEEncode", "EmptyLTXVLatentVideo", "LTXVAudioVAEEncode",
+                   "LTXVEmptyLatentAudio", "LTXVConcatAVLatent", "LTXVScheduler", "LTXVSeparateAVLatent", "VAEDecode",
+                   "LTXVAudioVAEDecode", "CreateVideo"}
 
 
 @pytest.fixture(scope="module")
@@ -193,10 +197,37 @@ def test_metadata_has_the_workflow_and_prompt_as_json_like_core_save_video():
 EXAMPLE_NAMES = sorted(p.stem for p in (EXAMPLES / "api").glob("*.json"))
 
 
-def test_there_is_an_example_per_task_the_10_second_chain_and_the_core_sampler_one():
-    assert EXAMPLE_NAMES == ["a2v", "continue", "continue_custom_sampler", "extend_10s", "inpaint", "interpolate",
-                             "joint", "v2a"]
+AVDIT_EXAMPLES = [n for n in EXAMPLE_NAMES if not n.startswith("ltx2_")]
+LTX2_EXAMPLES = [n for n in EXAMPLE_NAMES if n.startswith("ltx2_")]
+
+
+def test_there_is_an_example_per_task_the_10_second_chain_the_core_sampler_one_and_the_ltx2_ones():
+    assert AVDIT_EXAMPLES == ["a2v", "continue", "continue_custom_sampler", "extend_10s", "inpaint", "interpolate",
+                              "joint", "v2a"]
+    assert LTX2_EXAMPLES == ["ltx2_a2v", "ltx2_continue", "ltx2_inpaint", "ltx2_v2a"]
     assert sorted(p.stem for p in EXAMPLES.glob("*.json")) == EXAMPLE_NAMES
+
+
+@pytest.mark.parametrize("name", LTX2_EXAMPLES)
+def test_ltx2_examples_use_comfyuis_ltx2_template_files_and_the_packs_mask_and_guider(name):
+    """The file names of ComfyUI's own LTX-2 templates (video_ltx2_t2v), the mask on LTX-2's grid (model + fps)
+    and the MoNL Guider with LTX-2's text conditioning, in core SamplerCustomAdvanced."""
+    api = json.loads((EXAMPLES / "api" / f"{name}.json").read_text())
+    by_type = {}
+    for key, node in api.items():
+        by_type.setdefault(node["class_type"], []).append((key, node["inputs"]))
+    (checkpoint, ckpt), = by_type["CheckpointLoaderSimple"]
+    assert ckpt["ckpt_name"] == "ltx-2-19b-dev-fp8.safetensors"
+    assert by_type["LTXAVTextEncoderLoader"][0][1]["text_encoder"] == "gemma_3_12B_it_fp4_mixed.safetensors"
+    assert by_type["LTXVAudioVAELoader"][0][1]["ckpt_name"] == "ltx-2-19b-dev-fp8.safetensors"
+    (_, mask), = by_type["AVDiTNoiseLevelMask"]
+    assert mask["task"] == name.removeprefix("ltx2_") and mask["model"] == [checkpoint, 0] and mask["fps"] == 8.0
+    (guider_key, guider), = by_type["AVDiTGuider"]
+    assert guider["model"] == [checkpoint, 0] and guider["text_guidance"] == 4.0
+    assert api[guider["positive"][0]]["class_type"] == "LTXVConditioning" == api[guider["negative"][0]]["class_type"]
+    (_, sampled), = by_type["SamplerCustomAdvanced"]
+    assert sampled["guider"] == [guider_key, 0]
+    assert "AVDiTLoader" not in by_type and "AVDiTSampler" not in by_type
 
 
 @pytest.mark.parametrize("name", EXAMPLE_NAMES)
@@ -229,7 +260,7 @@ def test_examples_use_the_demo_model_and_the_bundled_clip():
     assert all((EXAMPLES / "input" / c).stat().st_size < 200_000 for c in clips)
 
 
-@pytest.mark.parametrize("name", EXAMPLE_NAMES)
+@pytest.mark.parametrize("name", AVDIT_EXAMPLES)
 def test_the_loader_feeds_its_model_to_samplers_and_its_codecs_to_encode_and_decode(name):
     api = json.loads((EXAMPLES / "api" / f"{name}.json").read_text())
     loader = next(k for k, n in api.items() if n["class_type"] == "AVDiTLoader")
