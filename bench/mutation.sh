@@ -4,6 +4,7 @@
 #   bench/mutation.sh                      # schedule, sampling, monl, model and train (loss, EMA)
 #   bench/mutation.sh avdit/schedule.py    # one file (or several)
 #   JOBS=2 bench/mutation.sh               # mutants run in parallel (default 1: a shared 2-core box)
+#   RECHECK=0 MUTATION_TESTS="tests/test_invariants.py tests/test_model.py" bench/mutation.sh avdit/model.py
 #
 # Works on a copy (avdit/, tests/, pyproject.toml) in $MUTATION_WORKDIR (default
 # ${TMPDIR:-/tmp}/avdit-mutation), so mutmut's mutants/ folder and cache never land in the
@@ -14,8 +15,9 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${MUTATION_WORKDIR:-${TMPDIR:-/tmp}/avdit-mutation}
 FILES=("$@")
 [ ${#FILES[@]} -gt 0 ] || FILES=(avdit/schedule.py avdit/sampling.py avdit/monl.py avdit/model.py avdit/train.py)
-# the fast tests that exercise these modules (the slow tier, `-m slow`, is left out)
-TESTS=(tests/test_invariants.py tests/test_sampling.py tests/test_monl.py tests/test_model.py tests/test_layout.py)
+# the fast tests that exercise these modules (the slow tier, `-m slow`, is left out);
+# MUTATION_TESTS="tests/a.py tests/b.py" runs others (fewer tests: a faster, weaker run)
+read -r -a TESTS <<< "${MUTATION_TESTS:-tests/test_invariants.py tests/test_sampling.py tests/test_monl.py tests/test_model.py tests/test_layout.py}"
 
 rm -rf "$WORK"
 mkdir -p "$WORK"
@@ -62,3 +64,8 @@ for module, c in sorted(counts.items()):
 for module, names in sorted(survivors.items()):
     print(f"\nsurvived in {module}:", " ".join(names))
 PY
+# mutmut's verdicts on survivors are re-checked on a plain copy with the current tests (a few of
+# its survivors fail the tests when applied by hand); RECHECK=0 skips this step
+if [ "${RECHECK:-1}" != 0 ]; then
+  python "$ROOT/bench/mutation_recheck.py" "$WORK" | tee "$WORK/recheck.txt"
+fi

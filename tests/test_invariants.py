@@ -721,8 +721,12 @@ def test_a_partial_level_holds_the_given_content_noised_to_its_level_with_the_se
     torch.testing.assert_close(in_v[:, :, frame], 0.5 * given_v[:, :, frame] + 0.5 * noise_v[:, :, frame])
     assert bool((lv[:, frame] == 0.5).all())
     torch.testing.assert_close(lv[:, ~frame], torch.full_like(lv[:, ~frame], 0.8))
-    denoiser(denoiser.initial_noise(), 0.5)  # at t*: the block is generated from here, nothing conditions
+    state = torch.zeros_like(denoiser.initial_noise())
+    denoiser(state, 0.5)  # at t*: the block is still fed as held, then generated from here; nothing conditions
     assert model.calls[1][0].shape[0] == 2, "a block at the sampler's own level is not guided on"
+    in_v = model.calls[1][0]
+    torch.testing.assert_close(in_v[:, :, frame], 0.5 * given_v[:, :, frame] + 0.5 * noise_v[:, :, frame])
+    assert bool((in_v[:, :, ~frame] == 0).all()), "generated blocks are fed the sampler's own state"
 
 
 def test_the_denoiser_counts_its_model_calls_once_per_batched_call():
@@ -768,3 +772,25 @@ def test_sampling_is_set_by_the_seed_alone_and_keeps_its_defaults(tiny_model):
     sample(tiny_model, schedule, mask, video, audio, steps=2, callback=seen.append)
     assert [tuple(i["video"].shape) for i in seen] == [(1, 16, 5, 8, 8)] * 2
     assert [tuple(i["audio"].shape) for i in seen] == [(1, 16, 107)] * 2
+
+
+def test_inpaint_and_interpolate_name_what_they_need_and_take_an_empty_gap():
+    layout = Layout.from_config(tiny_config())
+    with pytest.raises(ValueError, match="task 'inpaint' needs end"):
+        task_mask("inpaint", layout, start=0.5)
+    with pytest.raises(ValueError, match=r"inpaint end \(0.5 s\) is before start \(1.0 s\)"):
+        task_mask("inpaint", layout, start=1.0, end=0.5)
+    nothing = task_mask("inpaint", layout, start=1.0, end=1.0)  # an empty gap is allowed: only a frame
+    assert int((nothing.video == 1).sum()) <= 1 and int((nothing.audio == 1).sum()) <= 1  # across 1.0 s is made
+    with pytest.raises(ValueError, match="task 'interpolate' needs head_seconds"):
+        task_mask("interpolate", layout, tail_seconds=0.5)
+    with pytest.raises(ValueError, match="task 'interpolate' needs tail_seconds"):
+        task_mask("interpolate", layout, head_seconds=0.5)
+    with pytest.raises(ValueError, match="task 'custom' needs levels"):
+        task_mask("custom", layout)
+    with pytest.raises(ValueError, match=r"custom levels have shape \(2, 4\); this 2.125 s clip needs \(2, 5\)"):
+        task_mask("custom", layout, levels=[[0, 1, 1, 1]] * 2)
+    with pytest.raises(ValueError, match=r"custom levels must lie in \[0, 1\]"):
+        task_mask("custom", layout, levels=[[0, 1, 1, 1, 1.5], [1] * 5])
+    with pytest.raises(ValueError, match="task is 'mixed'; expected one of"):
+        task_mask("mixed", layout)
