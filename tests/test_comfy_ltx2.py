@@ -16,14 +16,12 @@ before that, on the sampler's 0..1 scale.
 """
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.test_comfy_native import IN_PROCESS, REPO, child, comfy_nested, copies, pack, python_of  # noqa: F401 (pack: fixture)
+from tests.test_comfy_native import IN_PROCESS, child, comfy_nested, copies, pack, run_child  # noqa: F401 (pack: fixture)
 
 FPS = 25.0
 VIDEO_FRAMES, AUDIO_FRAMES = 3, 17  # 1 + 8 * 2 = 17 frames = 0.68 s at 25 fps; 0.68 s * 25 audio latents/s = 17
@@ -39,18 +37,7 @@ TEXT_TOKENS = 4
 @pytest.mark.skipif(IN_PROCESS is not None, reason="this is the child run")
 @pytest.mark.parametrize("copy", copies() or [None])
 def test_in_process_against_comfyui(copy):
-    if copy is None:
-        pytest.skip("COMFYUI_PATH is not set: the LTX-2 in-process tests need a ComfyUI copy (see README, "
-                    "'Testing against a real ComfyUI')")
-    python = python_of(copy)
-    if python is None:
-        pytest.skip(f"{copy} has no .venv/bin/python and COMFYUI_PYTHON is unset")
-    env = {**os.environ, "COMFYUI_INPROCESS": copy, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "2"}
-    result = subprocess.run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(Path(__file__))],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    print(result.stdout[-3000:])
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
-    assert "4 passed" in result.stdout and "failed" not in result.stdout  # every child test ran
+    run_child(copy, Path(__file__), "the LTX-2 in-process tests", 4)
 
 
 @pytest.fixture(scope="module")

@@ -35,18 +35,22 @@ def python_of(copy: str) -> str | None:
 @pytest.mark.skipif(IN_PROCESS is not None, reason="this is the child run")
 @pytest.mark.parametrize("copy", copies() or [None])
 def test_in_process_against_comfyui(copy):
+    run_child(copy, Path(__file__), "the nodes' in-process tests", 7)
+
+
+def run_child(copy: str | None, test_file: Path, what: str, tests: int) -> None:
+    """Run `test_file`'s child tests under `copy`'s python; all `tests` of them must pass."""
     if copy is None:
-        pytest.skip("COMFYUI_PATH is not set: the nodes' in-process tests need a ComfyUI copy (see README, "
-                    "'Testing against a real ComfyUI')")
+        pytest.skip(f"COMFYUI_PATH is not set: {what} need a ComfyUI copy (see README, 'Testing against a real ComfyUI')")
     python = python_of(copy)
     if python is None:
         pytest.skip(f"{copy} has no .venv/bin/python and COMFYUI_PYTHON is unset")
     env = {**os.environ, "COMFYUI_INPROCESS": copy, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "2"}
-    result = subprocess.run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(Path(__file__))],
+    result = subprocess.run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
     print(result.stdout[-3000:])
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
-    assert " passed" in result.stdout and "failed" not in result.stdout
+    assert f"{tests} passed" in result.stdout and "failed" not in result.stdout  # every child test ran
 
 
 child = pytest.mark.skipif(IN_PROCESS is None, reason="runs in the child pytest under a ComfyUI copy's python "
