@@ -794,3 +794,53 @@ def test_inpaint_and_interpolate_name_what_they_need_and_take_an_empty_gap():
         task_mask("custom", layout, levels=[[0, 1, 1, 1, 1.5], [1] * 5])
     with pytest.raises(ValueError, match="task is 'mixed'; expected one of"):
         task_mask("mixed", layout)
+
+
+def reference_forward(model, video, audio, lv, la):
+    """AVDiT written out token by token: patchify, embed, per-token adaLN-Zero blocks with
+    explicit softmax attention, the level-modulated final layer, unpatchify."""
+    from avdit.model import latent_times
+
+    b, cv, tv, h, w = video.shape
+    p, d = model.patch, model.width
+    gh, gw = h // p, w // p
+    tokens_v = video.reshape(b, cv, tv, gh, p, gw, p).permute(0, 2, 3, 5, 1, 4, 6).reshape(b, tv * gh * gw, cv * p * p)
+    tokens_a = audio.transpose(1, 2)
+    x = torch.cat([model.video_embed(tokens_v), model.audio_embed(tokens_a)], dim=1)
+    x = x + model.positions(latent_times(model.config, tv, audio.shape[2]), (gh, gw), x.device, x.dtype)
+    levels = torch.cat([lv.repeat_interleave(gh * gw, dim=1), la], dim=1)  # (B, L): each token's level
+    cond = torch.nn.functional.silu(model.level_embed(levels.flatten())).view(b, -1, d)
+    norm = lambda t: torch.nn.functional.layer_norm(t, (d,), eps=1e-6)
+    for block in model.blocks:
+        shift1, scale1, gate1, shift2, scale2, gate2 = block.modulation(cond).chunk(6, dim=-1)
+        heads = block.heads
+        q, k, v = block.qkv(norm(x) * (1 + scale1) + shift1).view(b, -1, 3, heads, d // heads).unbind(2)
+        attention = torch.softmax(torch.einsum("blhd,bmhd->bhlm", q, k) / math.sqrt(d // heads), dim=-1)
+        x = x + gate1 * block.proj(torch.einsum("bhlm,bmhd->blhd", attention, v).reshape(b, -1, d))
+        x = x + gate2 * block.fc2(torch.nn.functional.silu(block.fc1(norm(x) * (1 + scale2) + shift2)))
+    shift, scale = model.final.modulation(cond).chunk(2, dim=-1)
+    x = norm(x) * (1 + scale) + shift
+    lv_tokens = tv * gh * gw
+    out_v = model.final.video(x[:, :lv_tokens]).reshape(b, tv, gh, gw, cv, p, p).permute(0, 4, 1, 2, 5, 3, 6)
+    return out_v.reshape(b, cv, tv, h, w), model.final.audio(x[:, lv_tokens:]).transpose(1, 2)
+
+
+@pytest.mark.parametrize("patch", [1, 2])
+@pytest.mark.parametrize("grad", [False, True], ids=["inference", "training"])
+def test_the_model_is_the_written_out_dit(grad, patch):
+    from avdit.config import AVDiTConfig
+    from avdit.model import model_config
+
+    torch.manual_seed(0)
+    model = AVDiT(AVDiTConfig(model=model_config("tiny", video_patch=patch))).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    model.requires_grad_(grad)
+    video, audio, lv, la = batch_inputs(2)
+    video, audio = video.double() * 0.01, audio.double() * 0.01  # small inputs: layer norm's eps shows
+    with torch.set_grad_enabled(grad):
+        got = model(video, audio, lv, la)
+        expected = reference_forward(model, video, audio, lv, la)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
