@@ -35,7 +35,7 @@ def python_of(copy: str) -> str | None:
 @pytest.mark.skipif(IN_PROCESS is not None, reason="this is the child run")
 @pytest.mark.parametrize("copy", copies() or [None])
 def test_in_process_against_comfyui(copy):
-    run_child(copy, Path(__file__), "the nodes' in-process tests", 7)
+    run_child(copy, Path(__file__), "the nodes' in-process tests", 10)
 
 
 def run_child(copy: str | None, test_file: Path, what: str, tests: int) -> None:
@@ -267,3 +267,28 @@ def test_the_mask_asks_for_the_model_when_a_latent_lost_its_time_grid(pack, demo
     wrong = {**latent, module.LATENT_KEY: {**latent[module.LATENT_KEY], "layout": {**latent[module.LATENT_KEY]["layout"], "num_frames": 33, "num_samples": 66000}}}
     with pytest.raises(ValueError, match="has 5 video and 107 audio latent frames.*has 9 and 207"):
         nodes["AVDiTNoiseLevelMask"].execute(wrong, *arguments)
+
+
+@child
+@pytest.mark.parametrize("sampler, scheduler", [("dpmpp_2m", "karras"), ("heun", "simple"), ("euler_ancestral", "normal")])
+def test_core_samplers_and_schedulers_keep_the_given_blocks_after_core_separate_and_concat(pack, demo, clip, sampler, scheduler):
+    """A latent split by core Separate AV Latent and joined again by Concat AV Latent, sampled by core
+    SamplerCustomAdvanced with other core samplers and schedulers and the MoNL Guider."""
+    from comfy_extras import nodes_custom_sampler as ncs
+    from comfy_extras import nodes_lt
+
+    nodes, _ = pack
+    model, codecs = demo
+    latent, _ = continued(pack, demo, clip)
+    video, audio = nodes_lt.LTXVSeparateAVLatent.execute(latent).args
+    joined = nodes_lt.LTXVConcatAVLatent.execute(video, audio).args[0]
+    guider = nodes["AVDiTGuider"].execute(model, 3.0, 3.0, "all").args[0]
+    noise = ncs.RandomNoise.execute(2).args[0]
+    sigmas = ncs.BasicScheduler.execute(model, scheduler, 3, 1.0).args[0]
+    out = ncs.SamplerCustomAdvanced.execute(noise, guider, ncs.KSamplerSelect.execute(sampler).args[0], sigmas, joined).args[0]
+    given_video, given_audio = latent["samples"].unbind()
+    out_video, out_audio = out["samples"].unbind()
+    assert torch.equal(out_video[:, :, :2], given_video[:, :, :2]) and torch.equal(out_audio[:, :, :31], given_audio[:, :, :31])
+    assert torch.isfinite(out_video).all() and (out_video[:, :, 2:] - given_video[:, :, 2:]).abs().mean() > 0.05
+    images = nodes["AVDiTDecode"].execute(codecs, out).args[0]
+    assert images.shape == (17, 64, 64, 3)
