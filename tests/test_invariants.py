@@ -844,3 +844,43 @@ def test_the_model_is_the_written_out_dit(grad, patch):
         expected = reference_forward(model, video, audio, lv, la)
     for a, b in zip(got, expected):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+
+
+def test_a_latent_that_is_not_a_multiple_of_the_patch_in_either_side_is_refused():
+    from avdit.config import AVDiTConfig
+    from avdit.model import model_config
+
+    model = AVDiT(AVDiTConfig(model=model_config("tiny", video_patch=2)))
+    audio, la = torch.zeros(1, 16, 107), torch.ones(1, 107)
+    for h, w in ((8, 7), (7, 8)):
+        with pytest.raises(ValueError, match=f"video latent is {h}x{w}; it must be a multiple of the patch size 2"):
+            model(torch.zeros(1, 16, 5, h, w), audio, torch.ones(1, 5), la)
+
+
+def test_positions_are_time_row_and_column_sinusoids_plus_the_modality():
+    from avdit.model import sinusoid
+
+    torch.manual_seed(0)
+    model = AVDiT(tiny_config())
+    d, scale = model.width, model.config.model.time_scale
+    video_times, audio_times = torch.tensor([0.0625, 0.5625]), torch.tensor([0.01, 0.03, 0.05])
+    pos = model.positions((video_times, audio_times), (2, 3), "cpu", torch.float32)
+    assert pos.shape == (2 * 2 * 3 + 3, d)
+    d_time, d_space = d // 2, (d - d // 2) // 2
+    for frame in range(2):
+        for row in range(2):
+            for col in range(3):
+                expected = torch.cat([sinusoid(video_times[frame : frame + 1] * scale, d_time)[0],
+                                      sinusoid(torch.tensor([float(row)]), d_space)[0],
+                                      sinusoid(torch.tensor([float(col)]), d - d_time - d_space)[0]]) + model.modality_embed[0]
+                torch.testing.assert_close(pos[frame * 6 + row * 3 + col], expected.detach())
+    audio = torch.cat([sinusoid(audio_times * scale, d_time), torch.zeros(3, d - d_time)], dim=1) + model.modality_embed[1]
+    torch.testing.assert_close(pos[12:], audio.detach())
+
+
+def test_levels_of_the_wrong_shape_are_refused(tiny_model):
+    video, audio = torch.zeros(2, 16, 5, 8, 8), torch.zeros(2, 16, 107)
+    for lv, la in ((torch.ones(2, 4), torch.ones(2, 107)), (torch.ones(2, 5), torch.ones(1, 107))):
+        with pytest.raises(ValueError, match=rf"levels have shapes \({lv.shape[0]}, {lv.shape[1]}\) and \({la.shape[0]}, {la.shape[1]}\); "
+                                             r"expected \(2, 5\) and \(2, 107\)"):
+            tiny_model(video, audio, lv, la)
