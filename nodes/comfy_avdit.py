@@ -189,12 +189,17 @@ def to_native(latent: AVLatent, with_mask: bool = True) -> dict:
     False (a sampled latent, like core samplers' output). The "avdit" entry keeps the time grid, the
     asked duration and which latent frames hold input."""
     mask = latent.effective_mask()
-    out = {"samples": comfy.nested_tensor.NestedTensor((latent.video, latent.audio)),
+    time_last = isinstance(latent.layout, MiniMaxH3Layout)  # H3's audio (B, 32, 2, T): back to time last
+    audio = latent.audio.movedim(2, -1) if time_last else latent.audio
+    out = {"samples": comfy.nested_tensor.NestedTensor((latent.video, audio)),
            LATENT_KEY: {"layout": dataclasses.asdict(latent.layout), "seconds": latent.seconds,
                         "available": [latent.available.video.tolist(), latent.available.audio.tolist()]}}
+    if time_last:
+        out[LATENT_KEY]["grid"] = MINIMAX_GRID
     if with_mask and bool((mask.video < 1).any() or (mask.audio < 1).any()):
+        audio_mask = frame_mask(mask.audio, latent.audio)
         out["noise_mask"] = comfy.nested_tensor.NestedTensor((frame_mask(mask.video, latent.video),
-                                                              frame_mask(mask.audio, latent.audio)))
+                                                              audio_mask.movedim(2, -1).contiguous() if time_last else audio_mask))
     return out
 
 
@@ -235,7 +240,7 @@ def layout_of(latent: dict, node: str, pipeline: AVDiTPipeline | None = None) ->
     video, audio = native_parts(latent, node)
     info = latent.get(LATENT_KEY) or {}
     if "layout" in info:
-        layout = Layout(**info["layout"])
+        layout = (MiniMaxH3Layout if info.get("grid") == MINIMAX_GRID else Layout)(**info["layout"])
     elif pipeline is not None:
         config = pipeline.config
         s = config.video_codec.temporal_stride
@@ -245,9 +250,10 @@ def layout_of(latent: dict, node: str, pipeline: AVDiTPipeline | None = None) ->
         raise ValueError(f"{node}: this latent carries no time grid (an AVDiT latent that went through core nodes "
                          "that rebuild it, or another model's latent); connect its model to the node's model input "
                          "(and for LTX-2 set fps to the clip's frame rate)")
-    if (video.shape[2], audio.shape[2]) != (layout.video_latent_frames, layout.audio_latent_frames):
-        raise ValueError(f"{node}: the latent has {video.shape[2]} video and {audio.shape[2]} audio latent frames; "
-                         f"the AVDiT time grid of {layout.duration:g} s has {layout.video_latent_frames} and "
+    audio_frames = audio.shape[-1] if isinstance(layout, MiniMaxH3Layout) else audio.shape[2]
+    if (video.shape[2], audio_frames) != (layout.video_latent_frames, layout.audio_latent_frames):
+        raise ValueError(f"{node}: the latent has {video.shape[2]} video and {audio_frames} audio latent frames; "
+                         f"the {'MiniMax H3' if isinstance(layout, MiniMaxH3Layout) else 'AVDiT'} time grid of {layout.duration:g} s has {layout.video_latent_frames} and "
                          f"{layout.audio_latent_frames}")
     return layout
 
@@ -275,6 +281,61 @@ def ltx2_layout(latent: dict, node: str, fps: float) -> Layout:
                   hop=LTX2_AUDIO_HOP, segment_seconds=0.5, num_frames=frames, num_samples=audio.shape[2] * LTX2_AUDIO_HOP)
 
 
+# MiniMax H3's grid (comfy/ldm/minimax/model.py in ComfyUI 0.33): its video latent frame k spans
+# FRAME_PER_TOKEN[k % 5] = (1, 4, 4, 4, 4) frames (17 frames per 5 latent frames; 17k + 5 frames give 5k + 2 latent
+# frames, comfy_extras/nodes_minimax_h3.py video_latent_t) at 24 fps (nodes_minimax_h3.FPS; the model's RoPE puts
+# FRAME_RESCALE = 5/3 = 40/24 audio frames on each video frame), and its audio latent (B, 32, 2 channels, T) has
+# 40 latent frames a second (AUDIO_LATENT_FPS). The frame rate is the model's, so the mask's fps input is not used.
+MINIMAX_FRAMES_PER_LATENT, MINIMAX_FPS, MINIMAX_AUDIO_RATE = (1, 4, 4, 4, 4), 24, 40
+MINIMAX_GRID = "minimax_h3"  # recorded in the latent's "avdit" entry, so a later mask node rebuilds this grid
+MINIMAX_MASK_STEPS = 256.0  # MiniMaxH3._token_grid_masks rounds mask values up to multiples of 1/256
+
+
+def minimax_video_frames(latent_frames: int) -> int:
+    return sum(MINIMAX_FRAMES_PER_LATENT[k % 5] for k in range(latent_frames))
+
+
+@dataclasses.dataclass(frozen=True)
+class MiniMaxH3Layout(Layout):
+    """Layout on MiniMax H3's grid: video latent frames of (1, 4, 4, 4, 4) frames, audio at `sample_rate` /
+    `hop` = 40 latent frames a second (sample_rate 40, hop 1: num_samples is the audio latent frames)."""
+
+    @property
+    def video_latent_frames(self) -> int:
+        k = 0
+        while minimax_video_frames(k) < self.num_frames:
+            k += 1
+        return k
+
+    @property
+    def video_spans(self) -> torch.Tensor:
+        n = self.video_latent_frames
+        ends = torch.tensor([minimax_video_frames(k + 1) for k in range(n)], dtype=torch.float64)
+        starts = torch.cat([torch.zeros(1, dtype=torch.float64), ends[:-1]])
+        return torch.stack([starts, ends], dim=1) / self.fps
+
+
+def minimax_layout(latent: dict, node: str) -> MiniMaxH3Layout:
+    """The time grid of a MiniMax H3 audio-video latent; an error naming both when its audio does not
+    cover the time of its video."""
+    video, audio = native_parts(latent, node)
+    if audio.ndim != 4:
+        raise ValueError(f"{node}: a MiniMax H3 audio latent is (batch, 32, 2, frames); this one is {tuple(audio.shape)}")
+    frames = minimax_video_frames(video.shape[2])
+    expected = round(frames / MINIMAX_FPS * MINIMAX_AUDIO_RATE)
+    if abs(audio.shape[-1] - expected) > 1:
+        raise ValueError(f"{node}: the MiniMax H3 latent's {video.shape[2]} video latent frames are {frames} frames = "
+                         f"{frames / MINIMAX_FPS:g} s at {MINIMAX_FPS} fps, which is {expected} audio latent frames, but the "
+                         f"latent has {audio.shape[-1]} ({audio.shape[-1] / MINIMAX_AUDIO_RATE:g} s)")
+    return MiniMaxH3Layout(fps=float(MINIMAX_FPS), sample_rate=MINIMAX_AUDIO_RATE, temporal_stride=4, causal=True, hop=1,
+                           segment_seconds=0.5, num_frames=frames, num_samples=audio.shape[-1])
+
+
+def is_minimax(inner) -> bool:
+    cls = getattr(comfy.model_base, "MiniMaxH3", None)  # ComfyUI 0.33 and newer
+    return cls is not None and isinstance(inner, cls)
+
+
 def grid_of(latent: dict, node: str, model=None, fps: float = 0.0) -> AVLatent:
     """A native AV latent on its time grid: an AVDiT latent's own (or its model's), or LTX-2's at `fps`
     when `model` is an LTX-2 (ComfyUI's LTXAV); any other model is an error naming what is known."""
@@ -283,17 +344,21 @@ def grid_of(latent: dict, node: str, model=None, fps: float = 0.0) -> AVLatent:
         return from_native(latent, node, inner.pipeline if isinstance(inner, AVDiTComfyModel) else None)
     if isinstance(inner, comfy.model_base.LTXAV):
         return from_native(latent, node, layout=ltx2_layout(latent, node, fps))
-    raise ValueError(f"{node}: the model is a {type(inner or model).__name__}; the mask knows the time grids of AVDiT "
-                     "and LTX-2 (LTXAV) latents")
+    if is_minimax(inner):
+        return from_native(latent, node, layout=minimax_layout(latent, node))
+    raise ValueError(f"{node}: the model is a {type(inner or model).__name__}; the mask knows the time grids of AVDiT, "
+                     "LTX-2 (LTXAV) and MiniMax H3 latents")
 
 
-def mask_levels(latent: dict) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+def mask_levels(latent: dict, audio_time_last: bool = False) -> tuple[torch.Tensor, torch.Tensor | None] | None:
     """Per latent frame levels (Tv,), (Ta,) of a native latent's noise mask (first batch item; the
-    largest over channels and positions), or None when it has none."""
+    largest over channels and positions), or None when it has none. `audio_time_last`: MiniMax H3's."""
     mask = latent.get("noise_mask")
     if mask is None:
         return None
     video_mask, audio_mask = mask.unbind() if getattr(mask, "is_nested", False) else (mask, None)
+    if audio_mask is not None and audio_time_last:
+        audio_mask = audio_mask.movedim(-1, 2)
     return per_frame(video_mask), (per_frame(audio_mask) if audio_mask is not None else None)
 
 
@@ -302,10 +367,13 @@ def from_native(latent: dict, node: str, pipeline: AVDiTPipeline | None = None, 
     "avdit" entry, of `pipeline` (an AVDiT) or `layout` (another model's, e.g. `ltx2_layout`)."""
     layout = layout_of(latent, node, pipeline) if layout is None or LATENT_KEY in latent else layout
     video, audio = native_parts(latent, node)
+    time_last = isinstance(layout, MiniMaxH3Layout)
+    if time_last:  # H3's audio (B, 32, 2, T) -> (B, 32, T, 2): time on axis 2, as everywhere else here
+        audio = audio.movedim(-1, 2)
     info = latent.get(LATENT_KEY) or {}
     available = NoiseLevelMask(*(torch.tensor(a, dtype=torch.float32) for a in info["available"])) if "available" in info \
         else NoiseLevelMask(torch.zeros(layout.video_latent_frames), torch.zeros(layout.audio_latent_frames))
-    levels = mask_levels(latent)
+    levels = mask_levels(latent, time_last)
     if levels is not None:
         mask = NoiseLevelMask(levels[0], levels[1] if levels[1] is not None else torch.ones(layout.audio_latent_frames))
     else:
@@ -360,6 +428,12 @@ class MonlGuider(comfy.samplers.CFGGuider):
             raise ValueError("MoNL Guider: the latent is not an audio-video latent (video and audio, as core Concat "
                              f"AV Latent makes); got shapes {latent_shapes or [tuple(latent_image.shape)]}")
         given = latent_image
+        self.inner_model.latent_shapes = latent_shapes  # as CFGGuider.inner_sample (MiniMax H3 scales its audio by it)
+        self.minimax = is_minimax(self.inner_model)
+        if self.minimax and denoise_mask is not None and (self.video_scale != 1 or self.audio_scale != 1):
+            raise ValueError("MoNL Guider: on MiniMax H3 set video_guidance and audio_guidance to 1 (the held levels and "
+                             "text guidance work): its network reads a stream's mask as 'no mask' when no token is below "
+                             "1, so the unconditional pass cannot put the given blocks at the top level (docs/minimax-h3.md)")
         if torch.count_nonzero(latent_image) > 0:  # as CFGGuider.inner_sample does before sampling
             given = self.inner_model.process_latent_in(latent_image)
         self.given, self.levels, self.sigmas, self.latent_shapes = given, denoise_mask, sigmas, latent_shapes
@@ -381,7 +455,37 @@ class MonlGuider(comfy.samplers.CFGGuider):
         return torch.where(denoise_mask == 0, latent_image.to(samples), samples)
 
     def denoise_mask_function(self, sigma, denoise_mask, extra_options):
-        return held_mask(denoise_mask, float(sigma.reshape(-1)[0]), self.sigmas)
+        sigma = float(sigma.reshape(-1)[0])
+        if self.minimax:
+            video, audio = self.minimax_held(denoise_mask, sigma)
+            return torch.cat([video, audio], dim=-1)
+        return held_mask(denoise_mask, sigma, self.sigmas)
+
+    # --- MiniMax H3 (docs/minimax-h3.md) ---------------------------------------------------------
+    def audio_sigma(self, sigma: float) -> float:
+        """MiniMax H3: the sigma its audio stream is at when the sampler (its video schedule) is at
+        `sigma` (comfy/ldm/minimax/model.py time_shift_sigma, with the model sampling's shifts)."""
+        import comfy.ldm.minimax.model as minimax
+
+        sampling = self.inner_model.model_sampling
+        if getattr(sampling, "audio_shift", None) is None or sigma <= 0:
+            return sigma
+        return float(minimax.time_shift_sigma(torch.tensor(sigma, dtype=torch.float64), sampling.shift, sampling.audio_shift))
+
+    def minimax_held(self, levels: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Packed levels -> this step's packed (video part, audio part) masks for MiniMax H3, whose mask value
+        m puts a token at m x its stream's sigma: a block held at t* (sampler coordinate) is at t* / sigma on
+        video and audio_sigma(t*) / audio_sigma(sigma) on audio, so both streams stay where the sampler is at t*."""
+        video = held_mask(levels[..., : self.video_size], sigma, self.sigmas)
+        t_star = snap_levels(levels[..., self.video_size :], self.sigmas)
+        if sigma <= 0:
+            return video, torch.ones_like(t_star, dtype=video.dtype)
+        sigma_a = self.audio_sigma(sigma)
+        held = {float(t): self.audio_sigma(float(t)) / sigma_a for t in t_star.unique().tolist() if t < sigma - 1e-6}
+        audio = torch.ones_like(t_star)
+        for t, m in held.items():
+            audio = torch.where((t_star - t).abs() < 1e-9, torch.full_like(audio, m), audio)
+        return video, audio.to(video.dtype)
 
     def modality(self, packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return packed[..., : self.video_size], packed[..., self.video_size :]
@@ -404,6 +508,8 @@ class MonlGuider(comfy.samplers.CFGGuider):
         sigma = float(timestep.reshape(-1)[0])
         chunks = args["cond_or_uncond"]
         drop = self.conditioning(sigma).to(x.device)
+        if self.minimax:
+            return self.minimax_call(apply_model, args, x, timestep, c, sigma, chunks, drop, previous)
         dropped = [index == 1 for index in chunks]
         if any(dropped):
             size = x.shape[0] // len(chunks)
@@ -420,6 +526,37 @@ class MonlGuider(comfy.samplers.CFGGuider):
         if previous is not None:
             return previous(apply_model, args)
         return apply_model(args["input"], args["timestep"], **args["c"])
+
+    def minimax_call(self, apply_model, args, x, timestep, c, sigma, chunks, drop, previous):
+        """MiniMax H3's network takes one item at a time (comfy/ldm/minimax/model.py: "supports batch size
+        1") and reads its masks from item 0, so the batched call runs it once per pass, each with its own
+        masks. The masks are H3's own (1, 1, T, h, w) and (1, 1, 2, Ta), rounded up to 1/256 as
+        MiniMaxH3._token_grid_masks does, so a token's timestep is that of the input the sampler's inpainting
+        blend made; the unconditional pass gives the tokens it drops the guider's noise at each stream's top
+        level (audio: carried by the sampler at sigma / audio_sigma(sigma) times its own scale)."""
+        size = x.shape[0] // len(chunks)
+        levels = self.levels[:1].to(x.device)
+        video_held, audio_held = (torch.ceil(m * MINIMAX_MASK_STEPS) / MINIMAX_MASK_STEPS for m in self.minimax_held(levels, sigma))
+        sigma_a = self.audio_sigma(sigma)
+        top = torch.cat([torch.full_like(video_held, 1.0 / sigma), torch.full_like(audio_held, 1.0 / sigma_a)], dim=-1)
+        carry = torch.cat([torch.ones(self.video_size), torch.full((x.shape[-1] - self.video_size,), sigma / sigma_a)]).to(x)
+        outputs = []
+        for j, index in enumerate(chunks):
+            piece = x[j * size:(j + 1) * size]
+            mask = torch.cat([video_held, audio_held], dim=-1)
+            if index == 1:
+                piece = torch.where(drop, self.drop_noise[:size].to(x) * carry, piece)
+                mask = torch.where(drop[:1], top, mask)
+            video_mask, audio_mask = comfy.utils.unpack_latents(mask.expand(1, *self.levels.shape[1:]), self.latent_shapes)
+            part = {key: (value[j * size:(j + 1) * size] if isinstance(value, torch.Tensor) and value.shape[:1] == x.shape[:1] else value)
+                    for key, value in c.items()}
+            part["denoise_mask"] = video_mask[:1, :1].contiguous()
+            part["audio_denoise_mask"] = audio_mask[:1].amax(dim=1, keepdim=True)
+            step = {**args, "input": piece, "timestep": timestep[j * size:(j + 1) * size], "c": part,
+                    "cond_or_uncond": [index]}
+            self.model_calls += 0 if j else 1
+            outputs.append(previous(apply_model, step) if previous is not None else apply_model(piece, step["timestep"], **part))
+        return torch.cat(outputs)
 
     def step_mask(self, levels: torch.Tensor, sigma: float, chunks: list[int], drop: torch.Tensor, part: int) -> torch.Tensor:
         """A batched per-modality noise mask of levels -> this step's mask; on the unconditional
