@@ -312,6 +312,8 @@ CHECKS = {
     ("train-codec", "--output"): output_file(".safetensors", make_folders=True),
     ("eval", "--output"): output_file(".md", make_folders=True),
     ("train-codec", "--video-frames"): video_frames,
+    # train: 0 stops after the first step, saving first (how a run is stopped to be resumed, e.g. in the tests)
+    ("train", "--minutes"): number(0),
 }
 
 

@@ -224,7 +224,7 @@ TRAIN = [
     (["--warmup", "-1"], "--warmup is -1; expected a whole number >= 0"),
     (["--lr", "0"], "--lr is 0; expected a finite number > 0"),
     (["--lr", "nan"], "--lr is nan; expected a finite number > 0"),
-    (["--minutes", "0"], "--minutes is 0; expected a finite number > 0"),
+    (["--minutes", "-1"], "--minutes is -1; expected a finite number >= 0"),  # 0: stop after the first step
     (["--weight-decay", "-0.1"], "--weight-decay is -0.1; expected a finite number >= 0"),
     (["--ema", "1"], "--ema is 1; expected a finite number >= 0 and < 1"),
     (["--clean-probability", "2"], "--clean-probability is 2; expected a finite number >= 0 and <= 1"),
