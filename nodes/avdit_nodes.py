@@ -201,7 +201,7 @@ class AVDiTNoiseLevelMask(io.ComfyNode):
                 io.Float.Input("audio_given_level", tooltip="Noise level on given audio blocks: 0 keeps them exactly; 0 < l < 1 keeps their coarse structure and re-draws detail.", **level),
                 io.String.Input("levels", default="video: 0 1 1 1 1\naudio: 0 1 1 1 1", multiline=True, tooltip="custom: one row for video and one for audio, one level per segment (0 given, 1 generated); the error message says how many segments the clip has."),
                 io.Model.Input("model", optional=True, tooltip="The model the latent is for: needed for LTX-2 latents, and for AVDiT latents that lost their time grid (core nodes that rebuild a latent drop it)."),
-                io.Float.Input("fps", default=25.0, min=0.01, max=1000.0, step=0.001, optional=True, tooltip="LTX-2 latents: the clip's frame rate (the frame_rate of its conditioning), which places its latent frames in time. AVDiT latents carry their own."),
+                io.Float.Input("fps", default=25.0, min=0.01, max=1000.0, step=0.001, optional=True, tooltip="LTX-2 latents: the clip's frame rate (the frame_rate of its conditioning), which places its latent frames in time. AVDiT latents carry their own; MiniMax H3's is the model's (24 fps)."),
             ],
             outputs=[
                 io.Latent.Output(display_name="latent", tooltip="The latent with the task's noise mask (per-token noise levels: 0 given, 1 generated)."),
