@@ -312,17 +312,19 @@ def snap_levels(levels: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
     """Each noise-mask level (any shape) -> t*, the largest of the sampler's `sigmas` (descending,
     ending at 0) that is <= it: the level a given block is held at until the sampler comes down to
     it (see `avdit.monl`). Level 0 stays 0; a level at or above the first sigma is never held."""
-    grid = sigmas.to(torch.float64).flatten()
-    snapped = _snap_down(levels.to(torch.float64).flatten(), grid)
-    return torch.where(levels.to(torch.float64).flatten() >= grid.max(), levels.to(torch.float64).flatten(), snapped).reshape(levels.shape)
+    flat = levels.flatten().to(torch.float64)
+    grid = sigmas.to(flat.device, torch.float64).flatten()
+    return torch.where(flat >= grid.max(), flat, _snap_down(flat, grid)).reshape(levels.shape)
 
 
-def held_mask(levels: torch.Tensor, sigma: float, sigmas: torch.Tensor) -> torch.Tensor:
+def held_mask(levels: torch.Tensor, sigma: float, sigmas: torch.Tensor, t_star: torch.Tensor | None = None) -> torch.Tensor:
     """The sampler-step mask m(sigma) of ComfyUI's inpainting convention (x_in = m x + (1 - m) given,
     per-token timestep m * sigma) that gives MoNL's meaning to levels: a block of level l is held at
     t* = snap(l) (the given content noised to t*, timestep t*) while sigma > t*, so m = t* / sigma,
-    and is sampled freely (m = 1) once sigma <= t*. Level 0: m = 0 (given, exactly); level 1: m = 1."""
-    t_star = snap_levels(levels, sigmas).to(levels.dtype if levels.is_floating_point() else torch.float32)
+    and is sampled freely (m = 1) once sigma <= t*. Level 0: m = 0 (given, exactly); level 1: m = 1.
+    `t_star`: snap_levels(levels, sigmas), when the caller keeps it from step to step."""
+    t_star = snap_levels(levels, sigmas) if t_star is None else t_star
+    t_star = t_star.to(levels.dtype if levels.is_floating_point() else torch.float32)
     sigma = float(sigma)
     if sigma <= 0:
         return torch.ones_like(t_star)

@@ -437,6 +437,7 @@ class MonlGuider(comfy.samplers.CFGGuider):
         if torch.count_nonzero(latent_image) > 0:  # as CFGGuider.inner_sample does before sampling
             given = self.inner_model.process_latent_in(latent_image)
         self.given, self.levels, self.sigmas, self.latent_shapes = given, denoise_mask, sigmas, latent_shapes
+        self.t_star = None if denoise_mask is None else snap_levels(denoise_mask, sigmas)  # once, not every step
         self.video_size = math.prod(latent_shapes[0][1:])
         if self.unconditional_noise is not None:
             self.drop_noise = self.unconditional_noise.reshape(given.shape).to(given)
@@ -459,7 +460,7 @@ class MonlGuider(comfy.samplers.CFGGuider):
         if self.minimax:
             video, audio = self.minimax_held(denoise_mask, sigma)
             return torch.cat([video, audio], dim=-1)
-        return held_mask(denoise_mask, sigma, self.sigmas)
+        return held_mask(denoise_mask, sigma, self.sigmas, self.t_star if denoise_mask is self.levels else None)
 
     # --- MiniMax H3 (docs/minimax-h3.md) ---------------------------------------------------------
     def audio_sigma(self, sigma: float) -> float:
@@ -493,7 +494,7 @@ class MonlGuider(comfy.samplers.CFGGuider):
     def conditioning(self, sigma: float) -> torch.Tensor:
         """Packed bool mask of the tokens the guidance drops at `sigma`: held below it (they condition
         this step), in the modalities `drop` names."""
-        held_below = snap_levels(self.levels, self.sigmas) < sigma - 1e-6  # (B|1, 1, N)
+        held_below = self.t_star < sigma - 1e-6  # (B|1, 1, N)
         video, audio = self.modality(held_below)
         if self.drop == "video":
             audio = torch.zeros_like(audio)
@@ -592,7 +593,7 @@ class MonlGuider(comfy.samplers.CFGGuider):
         if text:
             out = out + (self.text_scale - 1) * (cond - outputs[2])
         if self.levels is not None:  # held blocks predict their given content: they stay on its noising path
-            held = snap_levels(self.levels, self.sigmas) < sigma - 1e-6
+            held = self.t_star < sigma - 1e-6
             held = held & (self.levels > 0)
             out = torch.where(held.to(out.device), self.given.to(out), out)
         return out
