@@ -325,10 +325,10 @@ def held_mask(levels: torch.Tensor, sigma: float, sigmas: torch.Tensor, t_star: 
     `t_star`: snap_levels(levels, sigmas), when the caller keeps it from step to step."""
     t_star = snap_levels(levels, sigmas) if t_star is None else t_star
     t_star = t_star.to(levels.dtype if levels.is_floating_point() else torch.float32)
-    sigma = float(sigma)
-    if sigma <= 0:
-        return torch.ones_like(t_star)
-    return torch.where(t_star >= sigma - 1e-6, torch.ones_like(t_star), t_star / sigma)
+    # sigma may be a tensor on the sampler's device: no host synchronisation here
+    sigma = torch.as_tensor(sigma, dtype=t_star.dtype, device=t_star.device)
+    free = (t_star >= sigma - 1e-6) | (sigma <= 0)
+    return torch.where(free, torch.ones_like(t_star), t_star / sigma.clamp(min=1e-12))
 
 
 def _snap_down(mask_levels: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:

@@ -456,9 +456,9 @@ class MonlGuider(comfy.samplers.CFGGuider):
         return torch.where(denoise_mask == 0, latent_image.to(samples), samples)
 
     def denoise_mask_function(self, sigma, denoise_mask, extra_options):
-        sigma = float(sigma.reshape(-1)[0])
+        sigma = sigma.reshape(-1)[0]  # a tensor on the sampler's device: nothing here waits for it
         if self.minimax:
-            video, audio = self.minimax_held(denoise_mask, sigma)
+            video, audio = self.minimax_held(denoise_mask, float(sigma))
             return torch.cat([video, audio], dim=-1)
         return held_mask(denoise_mask, sigma, self.sigmas, self.t_star if denoise_mask is self.levels else None)
 
@@ -506,11 +506,11 @@ class MonlGuider(comfy.samplers.CFGGuider):
         """Every batched model call: the masks become the step's MoNL masks, and the chunks of the
         guidance's unconditional pass (cond index 1) get noise at the top level on the dropped tokens."""
         x, timestep, c = args["input"], args["timestep"], dict(args["c"])
-        sigma = float(timestep.reshape(-1)[0])
+        sigma = timestep.reshape(-1)[0]
         chunks = args["cond_or_uncond"]
         drop = self.conditioning(sigma).to(x.device)
         if self.minimax:
-            return self.minimax_call(apply_model, args, x, timestep, c, sigma, chunks, drop, previous)
+            return self.minimax_call(apply_model, args, x, timestep, c, float(sigma), chunks, drop, previous)
         dropped = [index == 1 for index in chunks]
         if any(dropped):
             size = x.shape[0] // len(chunks)
@@ -559,7 +559,7 @@ class MonlGuider(comfy.samplers.CFGGuider):
             outputs.append(previous(apply_model, step) if previous is not None else apply_model(piece, step["timestep"], **part))
         return torch.cat(outputs)
 
-    def step_mask(self, levels: torch.Tensor, sigma: float, chunks: list[int], drop: torch.Tensor, part: int) -> torch.Tensor:
+    def step_mask(self, levels: torch.Tensor, sigma, chunks: list[int], drop: torch.Tensor, part: int) -> torch.Tensor:
         """A batched per-modality noise mask of levels -> this step's mask; on the unconditional
         chunks the dropped tokens get 1 / sigma (timestep = top level)."""
         mask = held_mask(levels, sigma, self.sigmas)
@@ -573,15 +573,17 @@ class MonlGuider(comfy.samplers.CFGGuider):
         pieces = list(mask.split(size))
         for j, index in enumerate(chunks):
             if index == 1:
-                pieces[j] = torch.where(drop_part[:size].to(mask.device) > 0, torch.full_like(pieces[j], 1.0 / sigma), pieces[j])
+                top = (1.0 / torch.as_tensor(sigma, dtype=mask.dtype, device=mask.device)).expand_as(pieces[j])
+                pieces[j] = torch.where(drop_part[:size].to(mask.device) > 0, top, pieces[j])
         return torch.cat(pieces)
 
     def predict_noise(self, x, timestep, model_options={}, seed=None):
-        sigma = float(timestep.reshape(-1)[0])
+        sigma = timestep.reshape(-1)[0]  # kept on the device: no host synchronisation inside the step loop
         positive = self.conds.get("positive")
         negative = self.conds.get("negative")
-        guided = self.levels is not None and (self.video_scale != 1 or self.audio_scale != 1) \
-            and bool(self.conditioning(sigma).any())
+        # with a mask, the unconditional pass runs every step (whether any block conditions this step
+        # would need the host to read the device); with no block conditioning it equals C and adds nothing
+        guided = self.levels is not None and (self.video_scale != 1 or self.audio_scale != 1)
         text = negative is not None and self.text_scale != 1
         conds = [positive, positive if guided else None, negative if text else None]
         outputs = comfy.samplers.calc_cond_batch(self.inner_model, conds, x, timestep, model_options)
