@@ -210,7 +210,9 @@ class AVDiT(nn.Module):
     @staticmethod
     def gather(table: torch.Tensor, index: torch.Tensor, tv: int, tokens_per_frame: int) -> TokenModulation:
         """Rows of a (U, K) modulation table for every latent frame, as a TokenModulation."""
-        per_frame = table[index]  # (B, Tv + Ta, K)
+        # index_select, not table[index]: the backward of advanced indexing accumulates rows in parallel on the
+        # CPU in no fixed order, so two identical training runs could differ in the last bit (seen in the tests)
+        per_frame = table.index_select(0, index.flatten()).view(*index.shape, table.shape[1])  # (B, Tv + Ta, K)
         mod = TokenModulation(per_frame[:, :tv, None], per_frame[:, tv:])
         mod.tokens_per_frame = tokens_per_frame
         return mod
