@@ -88,10 +88,15 @@ def on_vae_device(codecs: adapters.AVDiTCodecs):
         codecs.to(offload)
 
 
-def native(latent) -> dict:
-    """An AVLatent as the native AV LATENT, on ComfyUI's intermediate device (the CPU unless --gpu-only)."""
+def on_intermediate_device(latent):
+    """An AVLatent on ComfyUI's intermediate device (the CPU unless --gpu-only), where latents cross nodes."""
     device = mm.intermediate_device()
-    return comfy_avdit.to_native(dataclasses.replace(latent, video=latent.video.to(device), audio=latent.audio.to(device)))
+    return dataclasses.replace(latent, video=latent.video.to(device), audio=latent.audio.to(device))
+
+
+def native(latent) -> dict:
+    """An AVLatent as the native AV LATENT, on ComfyUI's intermediate device."""
+    return comfy_avdit.to_native(on_intermediate_device(latent))
 
 
 class AVDiTLoader(io.ComfyNode):
@@ -316,9 +321,7 @@ class AVDiTSampler(io.ComfyNode):
             out = pipeline.sample_windowed(av, sample_window, callback=progress)
         else:
             out = sample_window(av, lambda info: progress({**info, "window": 0, "windows": 1}))
-        device = mm.intermediate_device()
-        out = dataclasses.replace(out, video=out.video.to(device), audio=out.audio.to(device))
-        return io.NodeOutput(comfy_avdit.replace_native(latent, out, with_mask=False))
+        return io.NodeOutput(comfy_avdit.replace_native(latent, on_intermediate_device(out), with_mask=False))
 
 
 class AVDiTDecode(io.ComfyNode):
