@@ -94,6 +94,14 @@ class MonlConfig:
     # Chance that a drawn row (per modality) or column (per segment) is made clean (level 0):
     # whole-modality-clean and clean-prefix draws teach the conditional tasks directly.
     clean_probability: float = 0.0
+    # Chance that a sample, whatever its strategy, gets one conditional task's given blocks
+    # (a2v, v2a, continue or inpaint; `avdit.monl.task_given`) at level 0: the same exposure to
+    # conditioning for every strategy, which clean_probability does not give.
+    task_probability: float = 0.0
+    level_sampling: str = "uniform"  # how levels are drawn: "uniform" or "logit_normal"
+    # "elements": the mean over every noised latent element; "modality": each sample's video and
+    # audio errors are averaged separately, then together, so every sample and modality weighs the same
+    loss_weighting: str = "elements"
 
 
 @dataclass

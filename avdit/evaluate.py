@@ -43,9 +43,8 @@ TASKS = ("joint", "a2v", "v2a", "continue", "inpaint")
 GENERAL = ("monl", "vanilla", "per_modality", "per_segment", "per_modality_segment")
 # joint needs no task-specific model: training with every block at one level is vanilla itself
 SPECIFIC = {"a2v": "task:a2v", "v2a": "task:v2a", "continue": "task:continue", "inpaint": "task:inpaint"}
-# what is given, in seconds of the 2.125 s clip: the first 1.125 s (three of five segments) to
-# continue; 0.625..1.625 s (two middle segments) to inpaint
-TASK_SECONDS = {"continue": {"given_seconds": 1.125}, "inpaint": {"start": 0.625, "end": 1.625}}
+# tasks with a given time span, whose continuity with it is scored
+SPAN_TASKS = ("continue", "inpaint")
 JUMP_PIXELS = 3.0 * math.hypot(2.0, 3.0)  # three of the data's random-walk step standard deviations
 # ToneShapes seeds of the clips each split scores, from HELD_OUT_SEED up: the scored clips start at the
 # offset, the FD's real reference clips MAX_CLIPS later. "validation" is for choosing settings (mixture
@@ -68,6 +67,17 @@ def clip_seeds(split: str, eval_clips: int, reference_clips: int) -> tuple[range
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def guidance_scales(text: str) -> list[float]:
+    """--guidance '3' or '1,2,3' -> [scales], each finite and >= 0."""
+    try:
+        scales = [float(part) for part in text.split(",")]
+    except ValueError:
+        scales = []
+    if not scales or any(not (0 <= v < float("inf")) for v in scales) or len(set(scales)) != len(scales):
+        raise argparse.ArgumentTypeError(f"--guidance is {text}; expected a finite number >= 0, or several different ones separated by commas (e.g. 1,2,3)")
+    return scales
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default="docs/RESULTS.md", help="Markdown report to write (the JSON and PNG go beside it)")
     parser.add_argument("--workdir", default=os.path.join(Path.home(), ".cache", "avdit", "eval"), help="where the trained models go (with their resume files: a larger --train-steps trains them on)")
@@ -87,7 +97,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which held-out clips to score: test (what results report) or validation (to choose settings on)")
     parser.add_argument("--steps", type=int, default=20, help="sampling steps")
     parser.add_argument("--sampler", default="euler")
-    parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE, help=f"video and audio guidance scale of every model (1 = off; default {DEFAULT_GUIDANCE:g})")
+    parser.add_argument("--guidance", type=guidance_scales, default=[DEFAULT_GUIDANCE], metavar="S[,S...]",
+                        help=f"video and audio guidance scale (1 = off; default {DEFAULT_GUIDANCE:g}); several, e.g. 1,2,3: each model "
+                             "gets the one with its best average agreement on the validation clips")
+    recipe = parser.add_argument_group("training recipe of every general strategy (the task-specific models train on their own task)")
+    recipe.add_argument("--clean-probability", type=float, default=0.0,
+                        help="chance a drawn row/column is made clean; the exposure to conditioning this gives differs by strategy (default 0: the paper's setting)")
+    recipe.add_argument("--task-probability", type=float, default=0.0,
+                        help="chance a sample gets one conditional task's given blocks clean, the same for every strategy (default 0: the paper's setting)")
+    recipe.add_argument("--level-sampling", default="uniform", choices=["uniform", "logit_normal"])
+    recipe.add_argument("--loss-weighting", default="elements", choices=["elements", "modality"])
+    recipe.add_argument("--time-scale", type=float, default=None, help="positional time scale (default: the preset's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
                         help="weight precision of the denoiser while scoring (the codecs stay fp32)")
@@ -166,56 +186,105 @@ def agreement_from_counts(counts: np.ndarray) -> np.ndarray:
     return pooled_agreement(counts)["agreement"]
 
 
-def paired_differences(results: dict, pairs: list[tuple[str, str, tuple[str, ...]]], rounds: int = 2000,
-                       seed: int = 0) -> list[dict]:
-    """Paired bootstrap over the held-out clips (every model did every task on the same clips).
+def _metric_of(metric: str):
+    """(the per-clip counts key of a task's scores, counts (..., clips, 6) -> the metric pooled over the clips)."""
+    if metric == "agreement":
+        return "clip_counts", agreement_from_counts
+    if metric == "continuity":
+        return "continuity_counts", lambda counts: pooled_continuity(counts)["continuity"]
+    raise ValueError(f"metric is {metric!r}; expected agreement or continuity")
 
-    For each (a, b, tasks): the difference of a's and b's agreement averaged over `tasks`, and its
-    95 % interval from `rounds` resamplings of the clips (the same resampling for both models and all
-    tasks). An interval that excludes 0 is a difference the clips can tell apart."""
+
+def _resampled(results: dict, rounds: int, seed: int):
+    """(every clip once, `rounds` bootstrap resamplings of the clips): the same for every model, task and metric."""
     rng = np.random.default_rng(seed)
     clips = len(next(iter(next(iter(results.values())).values()))["clip_counts"])
-    picks = rng.integers(0, clips, size=(rounds, clips))
+    return slice(None), rng.integers(0, clips, size=(rounds, clips))
+
+
+def _task_average(results: dict, strategy: str, tasks, metric: str, index) -> np.ndarray:
+    key, pooled = _metric_of(metric)
+    return np.mean([pooled(np.asarray(results[strategy][task][key])[index]) for task in tasks], 0)
+
+
+def paired_differences(results: dict, pairs: list[tuple[str, str, tuple[str, ...]]], rounds: int = 2000,
+                       seed: int = 0, metric: str = "agreement") -> list[dict]:
+    """Paired bootstrap over the held-out clips (every model did every task on the same clips).
+
+    For each (a, b, tasks): the difference of a's and b's `metric` (agreement, or continuity on tasks with
+    a given span) averaged over `tasks`, and its 95 % interval from `rounds` resamplings of the clips (the
+    same resampling for both models and all tasks). An interval that excludes 0 is a difference the clips
+    can tell apart."""
+    every, picks = _resampled(results, rounds, seed)
     out = []
     for a, b, tasks in pairs:
-        def average(strategy, index):
-            return np.mean([agreement_from_counts(np.asarray(results[strategy][task]["clip_counts"])[index]) for task in tasks], 0)
-
-        observed = float(average(a, slice(None)) - average(b, slice(None)))
-        resampled = average(a, picks) - average(b, picks)
-        low, high = np.percentile(resampled, [2.5, 97.5])
-        out.append({"a": a, "b": b, "tasks": list(tasks), "difference": observed, "low": float(low), "high": float(high)})
+        observed = float(_task_average(results, a, tasks, metric, every) - _task_average(results, b, tasks, metric, every))
+        low, high = np.percentile(_task_average(results, a, tasks, metric, picks) - _task_average(results, b, tasks, metric, picks), [2.5, 97.5])
+        out.append({"a": a, "b": b, "tasks": list(tasks), "metric": metric, "difference": observed, "low": float(low), "high": float(high)})
     return out
 
 
-def continuity_score(video: np.ndarray, audio: np.ndarray, given_video: np.ndarray, given_audio: np.ndarray) -> dict:
-    """Generated frames keep the given frames' colour and timbre; no jump at given/generated boundaries.
+def summary(results: dict, tasks, rounds: int = 2000, seed: int = 0) -> list[dict]:
+    """The two summaries of every model scored on all `tasks`, ranked by agreement: its agreement averaged over
+    all tasks and its continuity averaged over the tasks with a given span, each with a 95 % bootstrap
+    interval over the clips. Ties in agreement are ranked by continuity."""
+    every, picks = _resampled(results, rounds, seed)
+    rows = []
+    for strategy, scored in results.items():
+        if set(scored) != set(tasks):
+            continue
+        row = {"strategy": strategy}
+        for metric, over in (("agreement", tasks), ("continuity", [t for t in tasks if t in SPAN_TASKS])):
+            low, high = np.percentile(_task_average(results, strategy, over, metric, picks), [2.5, 97.5])
+            row[metric] = {"value": float(_task_average(results, strategy, over, metric, every)), "low": float(low), "high": float(high)}
+        rows.append(row)
+    return sorted(rows, key=lambda row: (-row["agreement"]["value"], -row["continuity"]["value"]))
+
+
+CONTINUITY_COUNTS = ("colour_kept", "colour_frames", "timbre_kept", "timbre_frames", "no_jump", "boundaries")
+
+
+def continuity_counts(video: np.ndarray, audio: np.ndarray, given_video: np.ndarray, given_audio: np.ndarray) -> np.ndarray:
+    """(clips, 6) integer counts per clip, in CONTINUITY_COUNTS order: generated frames that keep the given
+    frames' colour, the generated frames showing a colour; the same for timbre; given/generated boundaries
+    the disc does not jump across, the boundaries where both frames show it. Summed over any set of clips
+    they give that set's continuity (`pooled_continuity`).
 
     given_video / given_audio: bool (frames,) per modality, True on frames whose content was given."""
     from avdit.data import audio_features, video_features
 
     seen, heard = video_features(video), audio_features(audio, video.shape[1])
 
-    def kept(classes: np.ndarray, given: np.ndarray) -> list[bool]:
-        hits = []
-        for row in classes:
-            reference = row[given & (row >= 0)]
-            if len(reference) == 0:
-                continue
-            target = np.bincount(reference).argmax()
-            hits.extend((row[~given & (row >= 0)] == target).tolist())
-        return hits
+    def kept(row: np.ndarray, given: np.ndarray) -> tuple[int, int]:
+        reference = row[given & (row >= 0)]
+        if len(reference) == 0:
+            return 0, 0
+        made = row[~given & (row >= 0)]
+        return int((made == np.bincount(reference).argmax()).sum()), len(made)
 
-    colour, timbre = kept(seen["color"], given_video), kept(heard["timbre"], given_audio)
     boundaries = np.flatnonzero(given_video[1:] != given_video[:-1])  # frame b | b + 1 crosses
-    jumps = []
-    for b in boundaries:
-        both = seen["present"][:, b] & seen["present"][:, b + 1]
-        step = np.hypot(seen["x"][:, b + 1] - seen["x"][:, b], seen["y"][:, b + 1] - seen["y"][:, b])
-        jumps.extend((step[both] <= JUMP_PIXELS).tolist())
-    parts = {"colour_kept": float(np.mean(colour)) if colour else 0.0, "timbre_kept": float(np.mean(timbre)) if timbre else 0.0,
-             "no_jump": float(np.mean(jumps)) if jumps else 0.0}
-    return {"continuity": float(np.mean(list(parts.values()))), **parts}
+    rows = []
+    for i in range(len(video)):
+        both = seen["present"][i, boundaries] & seen["present"][i, boundaries + 1]
+        step = np.hypot(seen["x"][i, boundaries + 1] - seen["x"][i, boundaries], seen["y"][i, boundaries + 1] - seen["y"][i, boundaries])
+        rows.append([*kept(seen["color"][i], given_video), *kept(heard["timbre"][i], given_audio),
+                     int((step[both] <= JUMP_PIXELS).sum()), int(both.sum())])
+    return np.array(rows, dtype=np.int64).reshape(-1, len(CONTINUITY_COUNTS))
+
+
+def pooled_continuity(counts: np.ndarray) -> dict:
+    """Continuity of clips pooled along the second-to-last axis of counts (..., clips, 6) -> (...): the mean
+    of the kept-colour, kept-timbre and no-jump fractions (a part with nothing to count scores 0)."""
+    total = counts.sum(-2).astype(np.float64)
+    parts = {}
+    for name, i in (("colour_kept", 0), ("timbre_kept", 2), ("no_jump", 4)):
+        parts[name] = np.divide(total[..., i], total[..., i + 1], out=np.zeros_like(total[..., i]), where=total[..., i + 1] > 0)
+    return {"continuity": np.mean(list(parts.values()), 0), **parts}
+
+
+def continuity_score(video: np.ndarray, audio: np.ndarray, given_video: np.ndarray, given_audio: np.ndarray) -> dict:
+    """Generated frames keep the given frames' colour and timbre; no jump at given/generated boundaries."""
+    return {k: float(v) for k, v in pooled_continuity(continuity_counts(video, audio, given_video, given_audio)).items()}
 
 
 # Running ------------------------------------------------------------------------------------------
@@ -233,16 +302,19 @@ def train_model(strategy: str, args, workdir: Path) -> Path:
     resume = False
     if path.is_file() and not args.retrain:
         done = read_config(path).training
+        config = read_config(path)
         same = {"preset": args.preset, "strategy": strategy, "batch_per_process": args.batch, "lr": args.lr,
                 "clips": args.clips, "seed": args.seed, "warmup": warmup, "processes": 1, "codecs": args.codecs}
         # a setting the file records otherwise (older files: no seed or warm-up; their codecs' own training record) is not compared
         differ = [f"{k} {done[k]}, not {v}" for k, v in same.items() if k in done and not isinstance(done[k], dict) and done[k] != v]
+        differ += [f"{k} {had}, not {v}" for k, v in _recipe(strategy, args).items()
+                   if (had := getattr(config.model if k == "time_scale" else config.monl, k)) != v]
         if done.get("steps") == args.train_steps and not differ:
             print(f"eval: {strategy}: using {path} (trained in {done.get('seconds', 0):.0f} s)", file=sys.stderr)
             return path
         if differ:
             print(f"eval: {strategy}: {path} was trained with {'; '.join(differ)}: trained afresh", file=sys.stderr)
-        resume = (all(done.get(k) == v for k, v in same.items()) and done.get("steps", 0) < args.train_steps
+        resume = (not differ and all(done.get(k) == v for k, v in same.items()) and done.get("steps", 0) < args.train_steps
                   and train.resume_path(path).is_file())
         if resume:
             print(f"eval: {strategy}: training {path} on from {done['steps']} to {args.train_steps} steps", file=sys.stderr)
@@ -253,6 +325,8 @@ def train_model(strategy: str, args, workdir: Path) -> Path:
             "--seed", str(args.seed), "--save-every", str(10**9), "--warmup", str(warmup)]
     if resume:
         argv += ["--resume", str(path)]
+    else:
+        argv += [f"--{k.replace('_', '-')}={v}" for k, v in _recipe(strategy, args).items()]
     if args.codecs:
         argv += ["--codecs", args.codecs]
     if not resume:
@@ -262,26 +336,55 @@ def train_model(strategy: str, args, workdir: Path) -> Path:
     return path  # its resume file stays beside it, so that a larger --train-steps can train it on
 
 
-def run_task(pipe, task: str, video_latent, audio_latent, layout, args) -> tuple[np.ndarray, np.ndarray]:
+def _recipe(strategy: str, args) -> dict:
+    """The training-recipe settings `strategy`'s model is trained with (MonlConfig's fields, and the time scale)."""
+    from avdit.model import model_config
+
+    recipe = {"level_sampling": args.level_sampling, "loss_weighting": args.loss_weighting,
+              "time_scale": args.time_scale if args.time_scale is not None else model_config(args.preset).time_scale}
+    if not strategy.startswith("task:"):
+        recipe.update(clean_probability=args.clean_probability, task_probability=args.task_probability)
+    return recipe
+
+
+def scored_mask(task: str, layout):
+    """The noise-level mask `task` is scored with: its given blocks (`avdit.monl.task_given`, the same
+    ones its task-specific model trains on) at 0, the rest at 1."""
+    from avdit.monl import task_given, task_mask
+
+    return task_mask("custom", layout, levels=(~task_given(task, layout.num_segments)).float())
+
+
+def given_seconds(task: str, layout) -> list[tuple[float, float]]:
+    """The [start, end) spans in seconds whose video and audio `task` gives (continue, inpaint)."""
+    from avdit.monl import task_given
+
+    spans, given = layout.segment_spans(), task_given(task, layout.num_segments)[0].tolist()
+    out = []
+    for (a, b), kept in zip(spans.tolist(), given):
+        if kept and out and abs(out[-1][1] - a) < 1e-9:
+            out[-1] = (out[-1][0], b)
+        elif kept:
+            out.append((a, b))
+    return out
+
+
+def run_task(pipe, task: str, video_latent, audio_latent, layout, args, guidance: float) -> tuple[np.ndarray, np.ndarray]:
     """Do `task` on a batch of encoded clips; -> decoded video (B, F, H, W, 3), audio (B, S) as numpy."""
-    from avdit.monl import task_mask
     from avdit.pipeline import AVLatent
     from avdit.monl import NoiseLevelMask
 
     nothing_missing = NoiseLevelMask(torch.zeros(layout.video_latent_frames), torch.zeros(layout.audio_latent_frames))
-    latent = AVLatent(video_latent, audio_latent, layout, nothing_missing,
-                      mask=task_mask(task, layout, **TASK_SECONDS.get(task, {})))
+    latent = AVLatent(video_latent, audio_latent, layout, nothing_missing, mask=scored_mask(task, layout))
     out = pipe.sample(latent, steps=args.steps, sampler=args.sampler, seed=args.seed,
-                      video_guidance=args.guidance, audio_guidance=args.guidance)
+                      video_guidance=guidance, audio_guidance=guidance)
     video, audio, _, _ = pipe.decode(out)
     return video.clamp(0, 1).numpy(), audio[:, 0].numpy()
 
 
 def given_frames(task: str, layout) -> tuple[np.ndarray, np.ndarray]:
     """Per video frame: was its video / its audio given in `task`? (from the latent mask)"""
-    from avdit.monl import task_mask
-
-    mask = task_mask(task, layout, **TASK_SECONDS.get(task, {}))
+    mask = scored_mask(task, layout)
     times = (np.arange(layout.num_frames) + 0.5) / layout.fps
     result = []
     for spans, levels in ((layout.video_spans, mask.video), (layout.audio_spans, mask.audio)):
@@ -327,19 +430,34 @@ def evaluate(args) -> dict:
     shuffled = np.roll(np.arange(len(real_audio)), 1)
     rows["shuffled pairs (chance)"] = _scores(real_video.numpy(), real_audio[shuffled, 0].numpy(), reference, None, layout)
 
-    results = {}
+    choosing = None
+    if len(args.guidance) > 1:  # each model's scale is picked on the validation clips, never on the ones reported
+        choice_seeds, _ = clip_seeds("validation", args.eval_clips, args.reference_clips)
+        choice_video, choice_audio = toneshapes_batch(choice_seeds)
+        with torch.no_grad():
+            choosing = first.video_codec.encode(choice_video), first.audio_codec.encode(choice_audio)
+    results, guidance, tried = {}, {}, {}
     for strategy in strategies:
         pipe = AVDiTPipeline.load(models[strategy], dtype=DTYPES[args.dtype])
         tasks = [t for t in TASKS if strategy in GENERAL or strategy in (args.checkpoint or []) or SPECIFIC.get(t) == strategy]
+        guidance[strategy] = args.guidance[0]
+        if choosing is not None:
+            for scale in args.guidance:
+                made = [run_task(pipe, task, *choosing, layout, args, scale) for task in tasks]
+                tried.setdefault(strategy, {})[str(scale)] = float(np.mean([
+                    _scores(video, audio, None, task, layout)["agreement"] for task, (video, audio) in zip(tasks, made)]))
+            guidance[strategy] = max(args.guidance, key=lambda scale: tried[strategy][str(scale)])
+            print(f"eval: {strategy:>22} guidance {guidance[strategy]:g} (validation agreement {tried[strategy]})", file=sys.stderr)
         for task in tasks:
             t0 = time.time()
-            video, audio = run_task(pipe, task, video_latent, audio_latent, layout, args)
+            video, audio = run_task(pipe, task, video_latent, audio_latent, layout, args, guidance[strategy])
             results.setdefault(strategy, {})[task] = _scores(video, audio, reference, task, layout)
-            shown = {k: round(v, 3) for k, v in results[strategy][task].items() if k != "clip_counts"}
+            shown = {k: round(v, 3) for k, v in results[strategy][task].items() if not k.endswith("counts")}
             print(f"eval: {strategy:>22} {task:>8}  {shown}  {time.time() - t0:.0f} s", file=sys.stderr)
     return {"results": results, "references": rows, "train_seconds": round(train_seconds, 1),
             "seconds": round(time.time() - started + train_seconds - trained_here, 1), "settings": {k: v for k, v in vars(args).items()},
-            "tasks": list(TASKS), "strategies": strategies, "task_seconds": TASK_SECONDS}
+            "tasks": list(TASKS), "strategies": strategies, "guidance": guidance, "guidance_tried": tried,
+            "given_seconds": {task: given_seconds(task, layout) for task in SPAN_TASKS}}
 
 
 def _scores(video: np.ndarray, audio: np.ndarray, reference: np.ndarray, task: str | None, layout) -> dict:
@@ -351,9 +469,12 @@ def _scores(video: np.ndarray, audio: np.ndarray, reference: np.ndarray, task: s
     counts = clip_counts(video[:, first:last], audio[:, first * per_frame:last * per_frame])
     scores = {k: float(v) for k, v in pooled_agreement(counts).items()}
     scores["clip_counts"] = counts.tolist()
-    scores["fd"] = frechet_distance(frame_features(video, audio).reshape(-1, 26), reference)
-    if task in TASK_SECONDS:
-        scores.update(continuity_score(video, audio, *given_frames(task, layout)))
+    if reference is not None:
+        scores["fd"] = frechet_distance(frame_features(video, audio).reshape(-1, 26), reference)
+    if task in SPAN_TASKS:
+        kept = continuity_counts(video, audio, *given_frames(task, layout))
+        scores.update({k: float(v) for k, v in pooled_continuity(kept).items()})
+        scores["continuity_counts"] = kept.tolist()
     return scores
 
 
@@ -391,10 +512,26 @@ def report(data: dict, command: str) -> str:
             f"the same {data['settings']['clips']} cached ToneShapes clips and seed. ") +
         f"Each cell: {data['settings']['eval_clips']} held-out "
         f"{'validation clips (not the test clips results report), ' if data['settings'].get('split') == 'validation' else 'clips, '}"
-        f"{data['settings']['sampler']} with "
-        f"{data['settings']['steps']} steps, video and audio guidance {data['settings']['guidance']:g} (1 = off), denoiser in {data['settings'].get('dtype', 'fp32')}. Continue gives the first 1.125 s; inpaint gives all but "
-        "0.625..1.625 s; a2v gives the audio, v2a the video, joint nothing.", "",
+        f"{data['settings']['sampler']} with {data['settings']['steps']} steps, {_guidance_text(data)}, denoiser in "
+        f"{data['settings'].get('dtype', 'fp32')}. {_given_text(data)}", "",
     ]
+    if not data['settings'].get('checkpoint'):
+        settings = data["settings"]
+        lines += [f"Training recipe of the general strategies: clean probability {settings.get('clean_probability', 0.25):g}, task "
+                  f"probability {settings.get('task_probability', 0.0):g}, {settings.get('level_sampling', 'uniform')} levels, loss over "
+                  f"{settings.get('loss_weighting', 'elements')}" + (f", time scale {settings['time_scale']:g}" if settings.get("time_scale") else "") +
+                  " (`python -m avdit train --help`); the task-specific models train on their own task's blocks "
+                  "(`avdit.monl.task_given`), the ones they are scored on.", ""]
+    if data.get("summary"):
+        lines += ["## Summary, ranked by agreement", "",
+                  "Agreement averaged over the five tasks and continuity (keeping to the given part) averaged over continue "
+                  "and inpaint, each with its 95 % interval from a bootstrap over the clips.", "",
+                  "| rank | model | agreement | 95 % interval | continuity | 95 % interval |", "|---:|---|---:|---|---:|---|"]
+        for rank, row in enumerate(data["summary"], 1):
+            a, c = row["agreement"], row["continuity"]
+            lines.append(f"| {rank} | {_name(row['strategy'])} | {a['value']:.3f} | {a['low']:.3f} .. {a['high']:.3f} | "
+                         f"{c['value']:.3f} | {c['low']:.3f} .. {c['high']:.3f} |")
+        lines.append("")
     for metric, title, better in (("agreement", "A/V agreement (mean of pitch, level, timbre, presence)", "higher"),
                                   ("fd", "Frechet distance of scorer features to real clips", "lower"),
                                   ("continuity", "Continuity with the given part (colour kept, timbre kept, no jump)", "higher")):
@@ -422,26 +559,48 @@ def report(data: dict, command: str) -> str:
         first = _name(data["paired"][0]["a"])
         lines += ["## MoNL against each baseline, paired over the same held-out clips" if data["paired"][0]["a"] == "monl" else
                   f"## {first} against each other model, paired over the same held-out clips", "",
-                  f"Difference in A/V agreement ({first} minus the other model; positive: {first} agrees better), averaged over the "
-                  f"tasks named, with its 95 % interval from a paired bootstrap over the {data['settings']['eval_clips']} clips "
-                  "(`paired_differences` in `avdit/evaluate.py`). An interval that excludes 0 is a difference these clips can "
-                  "tell apart; one that straddles 0 is not.", "",
-                  f"| {first} minus | tasks | difference | 95 % interval |", "|---|---|---:|---|"]
+                  f"Difference in A/V agreement and in continuity ({first} minus the other model; positive: {first} does better), "
+                  f"averaged over the tasks named, with its 95 % interval from a paired bootstrap over the "
+                  f"{data['settings']['eval_clips']} clips (`paired_differences` in `avdit/evaluate.py`). An interval that "
+                  "excludes 0 is a difference these clips can tell apart; one that straddles 0 is not.", "",
+                  f"| {first} minus | metric | tasks | difference | 95 % interval |", "|---|---|---|---:|---|"]
         for row in data["paired"]:
             scope = "all five (average)" if len(row["tasks"]) == len(tasks) else ", ".join(row["tasks"])
-            lines.append(f"| {_name(row['b'])} | {scope} | {row['difference']:+.3f} | {row['low']:+.3f} .. {row['high']:+.3f} |")
+            lines.append(f"| {_name(row['b'])} | {row.get('metric', 'agreement')} | {scope} | {row['difference']:+.3f} | "
+                         f"{row['low']:+.3f} .. {row['high']:+.3f} |")
         lines.append("")
     return "\n".join(lines) + "\n"
 
 
-def baseline_pairs(results: dict, tasks) -> list[tuple[str, str, tuple[str, ...]]]:
+def _guidance_text(data: dict) -> str:
+    scales = data["settings"]["guidance"]
+    scales = scales if isinstance(scales, list) else [scales]
+    if len(scales) == 1:
+        return f"video and audio guidance {scales[0]:g} (1 = off)"
+    chosen = ", ".join(f"{_name(s)} {g:g}" for s, g in data.get("guidance", {}).items())
+    return (f"video and audio guidance per model, the one of {', '.join(f'{g:g}' for g in scales)} with its best average "
+            f"agreement on the validation clips ({chosen})")
+
+
+def _given_text(data: dict) -> str:
+    spans = data.get("given_seconds", {})
+
+    def said(task):
+        return " and ".join(f"{a:g}..{b:g} s" for a, b in spans.get(task, []))
+    return (f"Continue gives {said('continue')}; inpaint gives {said('inpaint')}; " if spans else "") + \
+        "a2v gives the audio, v2a the video, joint nothing."
+
+
+def baseline_pairs(results: dict, tasks, only: tuple[str, ...] | None = None) -> list[tuple[str, str, tuple[str, ...]]]:
     """MoNL against every general strategy on all tasks, and against each task-specific model on its task;
-    without a MoNL row (scoring --checkpoint files), the first model against each of the others."""
+    without a MoNL row (scoring --checkpoint files), the first model against each of the others.
+    `only`: the tasks a metric is scored on (continuity: continue and inpaint); the rest are left out."""
+    tasks = tuple(t for t in tasks if only is None or t in only)
     if "monl" not in results:
         first, *others = results
-        return [(first, other, tuple(tasks)) for other in others]
-    pairs = [("monl", s, tuple(tasks)) for s in GENERAL[1:] if s in results]
-    return pairs + [("monl", s, (task,)) for task, s in SPECIFIC.items() if s in results and task in results["monl"]]
+        return [(first, other, tasks) for other in others if all(t in results[other] for t in tasks)]
+    pairs = [("monl", s, tasks) for s in GENERAL[1:] if s in results]
+    return pairs + [("monl", s, (task,)) for task, s in SPECIFIC.items() if s in results and task in results["monl"] and task in tasks]
 
 
 def plot(data: dict, path: Path) -> str | None:
@@ -482,6 +641,18 @@ def plot(data: dict, path: Path) -> str | None:
     return None
 
 
+HISTORY = "## History"
+
+
+def kept_history(output: Path) -> str:
+    """The `## History` section (to the end) of the report `output` holds, to go under its new tables; '' if none."""
+    if not output.is_file():
+        return ""
+    old = output.read_text()
+    start = old.find("\n" + HISTORY + "\n")
+    return "\n" + old[start + 1:] if start >= 0 else ""
+
+
 def _write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -502,7 +673,9 @@ def run(args) -> int:
         f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
     command = "python -m avdit eval " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["eval"] else "python -m avdit eval"
     data["command"] = command
-    data["paired"] = paired_differences(data["results"], baseline_pairs(data["results"], data["tasks"]))
+    data["paired"] = (paired_differences(data["results"], baseline_pairs(data["results"], data["tasks"]))
+                      + paired_differences(data["results"], baseline_pairs(data["results"], data["tasks"], SPAN_TASKS), metric="continuity"))
+    data["summary"] = summary(data["results"], data["tasks"])
     # one line per clip's counts keeps the JSON readable
     text = re.sub(r"\[\s+(-?\d+(?:,\s+-?\d+)*)\s+\]", lambda m: "[" + re.sub(r"\s+", "", m.group(1)) + "]",
                   json.dumps(data, indent=1, default=str))
@@ -511,6 +684,7 @@ def run(args) -> int:
     png = output.with_name("results.png") if output.name == "RESULTS.md" else output.with_suffix(".png")
     why_not = plot(data, png)
     text += f"\n![Agreement and FD per task]({png.name})\n" if why_not is None else f"\n({why_not})\n"
+    text += kept_history(output)
     _write(output, text)
     print(text)
     return 0

@@ -35,13 +35,18 @@ def draw_levels(
 
     Each sample picks a strategy with probability proportional to `config.weights`, then:
     vanilla one level for everything; per_modality one per row; per_segment one per column;
-    per_modality_segment every entry independent. Levels are uniform on [0, 1); with
-    `config.clean_probability`, each drawn row or column (or entry) is set to 0 (given) instead.
-    A task-specific config (`config.task`) always returns that task's mask with uniform levels
-    for its generated blocks. Returns (levels, strategy index into STRATEGIES, -1 for a task).
+    per_modality_segment every entry independent. Levels come from `config.level_sampling`
+    (uniform on [0, 1), or logit-normal: sigmoid of a standard normal). With
+    `config.clean_probability`, each drawn row or column (or entry) of a non-vanilla strategy is
+    set to 0 (given) instead: how often a sample then conditions on a whole modality depends on
+    the strategy. With `config.task_probability`, whatever its strategy, a sample gets the given
+    blocks of one of CONDITIONAL_TASKS (picked uniformly; `task_given`) set to 0: the same
+    conditioning exposure for every strategy. A task-specific config (`config.task`) always
+    returns that task's mask with one drawn level for its generated blocks.
+    Returns (levels, strategy index into STRATEGIES, -1 for a task).
     """
     if config.task is not None:
-        return _draw_task_levels(batch, num_segments, config.task, generator), torch.full((batch,), -1)
+        return _draw_task_levels(batch, num_segments, config, generator), torch.full((batch,), -1)
     names = [n for n in STRATEGIES if config.weights.get(n, 0) > 0]
     unknown = sorted(set(config.weights) - set(STRATEGIES))
     if unknown or not names:
@@ -55,28 +60,69 @@ def draw_levels(
         count = int(chosen.sum())
         if count == 0:
             continue
-        draw = torch.rand(count, rows, cols, generator=generator)
+        draw = _levels((count, rows, cols), config.level_sampling, generator)
         if index > 0 and config.clean_probability > 0:
             clean = torch.rand(count, rows, cols, generator=generator) < config.clean_probability
             draw = draw.masked_fill(clean, 0.0)
         levels[chosen] = draw.expand(count, 2, num_segments)
+    if config.task_probability > 0:
+        patterns = torch.stack([task_given(t, num_segments) for t in CONDITIONAL_TASKS])  # (K, 2, N)
+        conditioned = torch.rand(batch, generator=generator) < config.task_probability
+        picked = torch.randint(len(CONDITIONAL_TASKS), (batch,), generator=generator)
+        given = patterns[picked] & conditioned[:, None, None]
+        levels = levels.masked_fill(given, 0.0)
     return levels, strategy
 
 
-def _draw_task_levels(batch: int, num_segments: int, task: str, generator: torch.Generator | None) -> torch.Tensor:
-    """A task-specific baseline's draw: the task's given blocks at 0, one level for the rest."""
+LEVEL_SAMPLING = ("uniform", "logit_normal")
+
+
+def _levels(shape: tuple[int, ...], sampling: str, generator: torch.Generator | None) -> torch.Tensor:
+    """Noise levels in [0, 1): uniform, or logit-normal (sigmoid of N(0, 1): more draws mid-way, fewer at the ends)."""
+    if sampling == "uniform":
+        return torch.rand(shape, generator=generator)
+    if sampling == "logit_normal":
+        return torch.sigmoid(torch.randn(shape, generator=generator))
+    raise ValueError(f"level sampling is {sampling!r}; expected one of {LEVEL_SAMPLING}")
+
+
+# The tasks whose given blocks a training draw can hold (MonlConfig.task_probability) and that
+# `avdit eval` scores; joint gives nothing.
+CONDITIONAL_TASKS = ("a2v", "v2a", "continue", "inpaint")
+
+
+def task_given(task: str, num_segments: int) -> torch.Tensor:
+    """(2, N) bool: the (modality, segment) blocks `task` gives, row 0 video, row 1 audio.
+
+    The one definition of each task's blocks that task-specific training, the MoNL mixture's task
+    draws and `avdit eval`'s scoring share. a2v: the audio; v2a: the video; continue: the first
+    ceil(N / 2) segments (the first 1.125 s of a 2.125 s, five-segment clip); inpaint: all but
+    segments N // 2 .. N - 2 (five segments: 0, 1 and 4 given, 0.625 .. 1.625 s generated);
+    interpolate: the first and the last segment; joint: nothing.
+    """
     given = torch.zeros(2, num_segments, dtype=torch.bool)
+    least = {"continue": 2, "inpaint": 3, "interpolate": 3}.get(task, 1)
+    if num_segments < least:
+        raise ValueError(f"task {task!r} needs at least {least} time segments to give some and generate others; the clip has {num_segments}")
     if task == "a2v":
         given[1] = True
     elif task == "v2a":
         given[0] = True
     elif task == "continue":
-        given[:, : max(1, num_segments // 2)] = True
-    elif task in ("inpaint", "interpolate"):
+        given[:, : (num_segments + 1) // 2] = True
+    elif task == "inpaint":
+        given[:, : num_segments // 2] = given[:, -1] = True
+    elif task == "interpolate":
         given[:, 0] = given[:, -1] = True
     elif task != "joint":
-        raise ValueError(f"task-specific training task is {task!r}; expected one of joint, a2v, v2a, continue, inpaint, interpolate")
-    level = torch.rand(batch, 1, 1, generator=generator).expand(batch, 2, num_segments)
+        raise ValueError(f"task is {task!r}; expected one of joint, a2v, v2a, continue, inpaint, interpolate")
+    return given
+
+
+def _draw_task_levels(batch: int, num_segments: int, config: MonlConfig, generator: torch.Generator | None) -> torch.Tensor:
+    """A task-specific baseline's draw: the task's given blocks at 0, one level for the rest."""
+    given = task_given(config.task, num_segments)
+    level = _levels((batch, 1, 1), config.level_sampling, generator).expand(batch, 2, num_segments)
     return torch.where(given, torch.zeros(()), level)
 
 

@@ -22,7 +22,10 @@ def monl_loss(
 
     Each sample gets its own (2, N) level matrix from the MoNL mixture; each block is noised to
     its level. Blocks at level 0 are clean inputs with nothing to predict and are left out of the
-    mean. video (B, Cv, Tv, h, w), audio (B, Ca, Ta) are clean, normalised latents.
+    mean. `monl.loss_weighting` "elements" weighs every noised element the same (a sample with
+    only its audio noised then weighs a fraction of a joint one); "modality" averages each
+    sample's video and audio errors separately, then together, so every sample and every noised
+    modality weighs the same. video (B, Cv, Tv, h, w), audio (B, Ca, Ta) are clean, normalised latents.
     """
     b = video.shape[0]
     levels, _ = draw_levels(b, layout.num_segments, monl, generator)
@@ -36,8 +39,17 @@ def monl_loss(
     )
     err_v = (out_v.float() - schedule.training_target(video, noise_v, tv)) ** 2 * (tv > 0)
     err_a = (out_a.float() - schedule.training_target(audio, noise_a, ta)) ** 2 * (ta > 0)
-    count = (tv > 0).expand_as(video).sum() + (ta > 0).expand_as(audio).sum()
-    return (err_v.sum() + err_a.sum()) / count.clamp(min=1)
+    count_v, count_a = (tv > 0).expand_as(video), (ta > 0).expand_as(audio)
+    if monl.loss_weighting == "elements":
+        return (err_v.sum() + err_a.sum()) / (count_v.sum() + count_a.sum()).clamp(min=1)
+    if monl.loss_weighting != "modality":
+        raise ValueError(f"loss weighting is {monl.loss_weighting!r}; expected 'elements' or 'modality'")
+    # per sample: the mean error of each modality with noised elements, then their mean; then over samples
+    sums = torch.stack([err_v.flatten(1).sum(1), err_a.flatten(1).sum(1)], 1)  # (B, 2)
+    counts = torch.stack([count_v.flatten(1).sum(1), count_a.flatten(1).sum(1)], 1)
+    noised = counts > 0
+    per_sample = (sums / counts.clamp(min=1)).sum(1) / noised.sum(1).clamp(min=1)
+    return per_sample.sum() / noised.any(1).sum().clamp(min=1)
 
 
 @torch.no_grad()
@@ -68,7 +80,10 @@ from avdit.config import AVDiTConfig  # noqa: E402
 from avdit.monl import STRATEGIES  # noqa: E402
 
 # What a fresh run uses for the options that --resume takes from its checkpoint instead.
-FRESH_DEFAULTS = {"preset": "demo", "strategy": "monl", "clean_probability": 0.25, "schedule": "flow:velocity"}
+FRESH_DEFAULTS = {"preset": "demo", "strategy": "monl", "clean_probability": 0.25, "schedule": "flow:velocity",
+                  "task_probability": 0.0, "level_sampling": "uniform", "loss_weighting": "elements"}
+# the training-recipe options that go into MonlConfig (a --resume carries the checkpoint's on)
+RECIPE = ("task_probability", "level_sampling", "loss_weighting")
 STRATEGY_CHOICES = ("monl",) + STRATEGIES + tuple(f"task:{t}" for t in ("joint", "a2v", "v2a", "continue", "inpaint", "interpolate"))
 
 
@@ -91,16 +106,19 @@ def mixture_weights(text: str) -> dict:
     return weights
 
 
-def monl_for_strategy(strategy: str, clean_probability: float, weights: dict | None = None) -> MonlConfig:
-    """The MonlConfig of a --strategy name: the mixture (uniform unless `weights`), one strategy alone, or one task."""
+def monl_for_strategy(strategy: str, clean_probability: float, weights: dict | None = None, **recipe) -> MonlConfig:
+    """The MonlConfig of a --strategy name: the mixture (uniform unless `weights`), one strategy alone, or one task.
+    `recipe`: MonlConfig's task_probability, level_sampling and loss_weighting (a task-specific model
+    always trains on its own task, so task_probability does not apply to it)."""
     if weights is not None and strategy != "monl":
         raise ValueError(f"--monl-weights is for --strategy monl, not --strategy {strategy}")
     if strategy == "monl":
-        return MonlConfig(clean_probability=clean_probability, **({"weights": weights} if weights else {}))
+        return MonlConfig(clean_probability=clean_probability, **({"weights": weights} if weights else {}), **recipe)
     if strategy in STRATEGIES:
-        return MonlConfig(weights={strategy: 1.0}, clean_probability=clean_probability)
+        return MonlConfig(weights={strategy: 1.0}, clean_probability=clean_probability, **recipe)
     if strategy.startswith("task:"):
-        return MonlConfig(task=strategy.split(":", 1)[1])
+        recipe.pop("task_probability", None)
+        return MonlConfig(task=strategy.split(":", 1)[1], **recipe)
     raise ValueError(f"strategy is {strategy!r}; expected one of {STRATEGY_CHOICES}")
 
 
@@ -115,6 +133,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--monl-weights", type=mixture_weights, default=None, metavar="NAME=W,...",
                         help="MoNL mixture weights (default: uniform over vanilla, per_modality, per_segment, per_modality_segment)")
     parser.add_argument("--clean-probability", type=float, default=None, help=f"chance a drawn row/column is given clean (default: {FRESH_DEFAULTS['clean_probability']})")
+    parser.add_argument("--task-probability", type=float, default=None,
+                        help="chance a sample, whatever its strategy, gets one conditional task's given blocks (a2v, v2a, continue, inpaint) "
+                             f"clean: the same conditioning exposure for every strategy (default: {FRESH_DEFAULTS['task_probability']})")
+    parser.add_argument("--level-sampling", default=None, choices=["uniform", "logit_normal"],
+                        help=f"how noise levels are drawn (default: {FRESH_DEFAULTS['level_sampling']})")
+    parser.add_argument("--loss-weighting", default=None, choices=["elements", "modality"],
+                        help="elements: every noised latent element weighs the same; modality: each sample's video and audio "
+                             f"errors are averaged separately, then together (default: {FRESH_DEFAULTS['loss_weighting']})")
+    parser.add_argument("--time-scale", type=float, default=None,
+                        help="positions in seconds are multiplied by this before the sinusoid (default: the preset's, 8)")
     parser.add_argument("--schedule", default=None, help=f"schedule:target, e.g. flow:velocity, cosine:eps, cosine:v (default: {FRESH_DEFAULTS['schedule']})")
     parser.add_argument("--steps", type=int, default=10000)
     parser.add_argument("--minutes", type=float, default=None, help="stop after this many minutes (saves first)")
@@ -207,7 +235,7 @@ def encode_dataset(config: AVDiTConfig, codecs: tuple, data: str, clips: int, de
 
 def run(args) -> int:
     from avdit.layout import Layout
-    from avdit.model import AVDiT, model_config
+    from avdit.model import AVDiT
     from avdit.pipeline import load_codec_config_and_tensors
 
     start_step, resume_tensors = 0, None
@@ -226,7 +254,8 @@ def run(args) -> int:
             if getattr(args, name) is None:
                 setattr(args, name, value)
         try:  # refuse a bad --strategy / --monl-weights pair before any work
-            monl = monl_for_strategy(args.strategy, args.clean_probability, args.monl_weights)
+            monl = monl_for_strategy(args.strategy, args.clean_probability, args.monl_weights,
+                                     **{k: getattr(args, k) for k in RECIPE})
         except ValueError as exc:
             raise SystemExit(f"train: {exc}") from None
     rank, world, dist_device = _distributed()
@@ -236,7 +265,7 @@ def run(args) -> int:
     if not args.resume:
         kind, _, target = args.schedule.partition(":")
         config = dataclasses.replace(
-            codec_config, model=model_config(args.preset),
+            codec_config, model=_model_config(args),
             schedule=dataclasses.replace(codec_config.schedule, kind=kind, target=target or codec_config.schedule.target),
             monl=monl,
         )
@@ -337,6 +366,14 @@ def run(args) -> int:
     return 0
 
 
+def _model_config(args):
+    """The preset's model, with --time-scale when given."""
+    from avdit.model import model_config
+
+    model = model_config(args.preset)
+    return model if args.time_scale is None else dataclasses.replace(model, time_scale=args.time_scale)
+
+
 def _strategy_of(monl: MonlConfig) -> str:
     """The --strategy name a MonlConfig was made from (for checkpoints that did not record it)."""
     if monl.task is not None:
@@ -352,8 +389,14 @@ def _resume_changes(args, config: AVDiTConfig, strategy: str) -> list[str]:
 
     recorded = config.training
     changes = []
-    if args.preset is not None and model_config(args.preset) != config.model:
+    if args.preset is not None and dataclasses.replace(model_config(args.preset), time_scale=config.model.time_scale) != config.model:
         changes.append(f"--preset {args.preset} differs from the checkpoint's model (preset {recorded.get('preset', 'unrecorded')})")
+    if args.time_scale is not None and args.time_scale != config.model.time_scale:
+        changes.append(f"--time-scale {args.time_scale:g} differs from the checkpoint's {config.model.time_scale:g}")
+    for name in RECIPE:
+        asked, had = getattr(args, name), getattr(config.monl, name)
+        if asked is not None and asked != had:
+            changes.append(f"--{name.replace('_', '-')} {asked} differs from the checkpoint's {had}")
     if args.schedule is not None:
         kind, _, target = args.schedule.partition(":")
         if kind != config.schedule.kind or (target and target != config.schedule.target):

@@ -82,14 +82,25 @@ def test_eval_trains_every_strategy_and_writes_the_report(tmp_path):
     out = tmp_path / "RESULTS.md"
     cmd = [sys.executable, "-m", "avdit", "eval", "--output", str(out), "--workdir", str(tmp_path / "models"),
            "--preset", "tiny", "--train-steps", "2", "--batch", "2", "--clips", "8", "--cache", str(tmp_path / "cache.safetensors"),
-           "--eval-clips", "3", "--reference-clips", "4", "--steps", "2"]
+           "--eval-clips", "3", "--reference-clips", "4", "--steps", "2", "--guidance", "1,2", "--task-probability", "0.5"]
+    out.write_text("# an older report\n\n## History\n\n| what | steps |\n| mini | 1000 |\n")
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     text = out.read_text()
+    assert text.endswith("(results.png)\n\n## History\n\n| what | steps |\n| mini | 1000 |\n") and "an older report" not in text
     data = json.loads((tmp_path / "RESULTS.json").read_text())
     strategies = ["monl", "vanilla", "per_modality", "per_segment", "per_modality_segment",
                   "task:a2v", "task:v2a", "task:continue", "task:inpaint"]
     assert data["strategies"] == strategies
+    # each model's guidance is the scale with its best average agreement on the validation clips
+    for strategy, tried in data["guidance_tried"].items():
+        assert list(tried) == ["1.0", "2.0"] and data["guidance"][strategy] == float(max(tried, key=tried.get))  # a tie: the first
+    assert "the one of 1, 2 with its best average agreement on the validation clips" in text
+    assert "clean probability 0, task probability 0.5" in text and "Continue gives 0..1.125 s; inpaint gives 0..0.625 s and 1.625..2.125 s" in text
+    assert [row["strategy"] for row in data["summary"]] == sorted(strategies[:5], key=lambda s: (
+        -np.mean([data["results"][s][t]["agreement"] for t in data["tasks"]]),
+        -np.mean([data["results"][s][t]["continuity"] for t in ("continue", "inpaint")])))
+    assert "## Summary, ranked by agreement" in text
     for strategy in strategies[:5]:
         assert set(data["results"][strategy]) == {"joint", "a2v", "v2a", "continue", "inpaint"}
     assert set(data["results"]["task:inpaint"]) == {"inpaint"}
@@ -99,9 +110,12 @@ def test_eval_trains_every_strategy_and_writes_the_report(tmp_path):
     assert "| MoNL (ours) |" in text and "| task-specific: a2v |" in text and "--train-steps 2" in text
     assert "![Agreement and FD per task](results.png)" in text
     # MoNL paired against the 4 other general strategies on all tasks and each specialist on its own task
-    assert [(row["b"], len(row["tasks"])) for row in data["paired"]] == [(s, 5) for s in strategies[1:5]] + [(s, 1) for s in strategies[5:]]
+    # and on continuity over continue and inpaint, against the general strategies and those two specialists
+    assert [(row["b"], row["metric"], len(row["tasks"])) for row in data["paired"]] == (
+        [(s, "agreement", 5) for s in strategies[1:5]] + [(s, "agreement", 1) for s in strategies[5:]]
+        + [(s, "continuity", 2) for s in strategies[1:5]] + [(s, "continuity", 1) for s in strategies[7:]])
     assert all(row["low"] <= row["difference"] <= row["high"] for row in data["paired"])
-    assert "## MoNL against each baseline, paired over the same held-out clips" in text and "| task-specific: inpaint | inpaint |" in text
+    assert "## MoNL against each baseline, paired over the same held-out clips" in text and "| task-specific: inpaint | agreement | inpaint |" in text
     assert len(data["results"]["monl"]["a2v"]["clip_counts"]) == 3
     with open(tmp_path / "results.png", "rb") as png:
         assert png.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -140,6 +154,10 @@ def test_a_larger_budget_trains_the_workdir_model_on_and_gives_the_fresh_run_mod
     err = capsys.readouterr().err
     assert f"eval: per_modality: {on} was trained with lr 0.001, not 0.01: trained afresh" in err
     assert "eval: training per_modality (8 steps)" in err and read_config(on).training["lr"] == 0.01
+    train_model("per_modality", args(8, seed=1, lr=0.01, **{"task-probability": 0.5}), tmp_path / "on")  # another recipe: trained afresh
+    err = capsys.readouterr().err
+    assert f"eval: per_modality: {on} was trained with task_probability 0.0, not 0.5: trained afresh" in err
+    assert read_config(on).monl.task_probability == 0.5
 
 
 def test_eval_scores_given_checkpoints_on_every_task_without_training(tmp_path):

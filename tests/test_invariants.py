@@ -204,16 +204,26 @@ def expected_given(task, n):
         audio[:] = True
     elif task == "v2a":
         video[:] = True
-    elif task == "continue":
-        video[: max(1, n // 2)] = audio[: max(1, n // 2)] = True
-    elif task in ("inpaint", "interpolate"):
+    elif task == "continue":  # the first half, rounded up: five segments -> 0, 1, 2 (the first 1.125 s)
+        video[: (n + 1) // 2] = audio[: (n + 1) // 2] = True
+    elif task == "inpaint":  # the middle generated: five segments -> 2 and 3 (0.625 .. 1.625 s)
+        video[: n // 2] = audio[: n // 2] = True
+        video[-1] = audio[-1] = True
+    elif task == "interpolate":
         video[[0, -1]] = audio[[0, -1]] = True
     return video, audio
 
 
+FEWEST_SEGMENTS = {"continue": 2, "inpaint": 3, "interpolate": 3}
+
+
 @pytest.mark.parametrize("task", TRAINING_TASKS)
-@pytest.mark.parametrize("segments", [1, 2, 5])
+@pytest.mark.parametrize("segments", [1, 2, 3, 5])
 def test_every_task_baseline_gives_exactly_its_blocks_in_both_modalities(task, segments):
+    if segments < FEWEST_SEGMENTS.get(task, 1):  # nothing would be left to generate, or nothing given
+        with pytest.raises(ValueError, match=f"task '{task}' needs at least {FEWEST_SEGMENTS[task]} time segments"):
+            draw_levels(4, segments, MonlConfig(task=task))
+        return
     levels, strategy = draw_levels(64, segments, MonlConfig(task=task), torch.Generator().manual_seed(0))
     assert bool((strategy == -1).all()) and levels.shape == (64, 2, segments)
     video, audio = expected_given(task, segments)
@@ -227,7 +237,7 @@ def test_every_task_baseline_gives_exactly_its_blocks_in_both_modalities(task, s
 
 
 def test_unknown_task_baseline_is_refused():
-    with pytest.raises(ValueError, match="task-specific training task"):
+    with pytest.raises(ValueError, match="task is 'mixed'; expected one of joint, a2v, v2a, continue, inpaint, interpolate"):
         draw_levels(2, 5, MonlConfig(task="mixed"))
 
 

@@ -184,8 +184,11 @@ def test_mixture_weights_are_recorded_and_bad_ones_refused(tmp_path):
 @pytest.mark.slow
 def test_resume_keeps_the_mixture_and_refuses_options_that_would_change_it(tmp_path):
     out = tmp_path / "w.safetensors"
-    train(tmp_path, "--output", str(out), "--steps", "2", "--monl-weights", "vanilla=1,per_modality=2", "--clean-probability", "0.5")
+    train(tmp_path, "--output", str(out), "--steps", "2", "--monl-weights", "vanilla=1,per_modality=2", "--clean-probability", "0.5",
+          "--task-probability", "0.3", "--level-sampling", "logit_normal", "--loss-weighting", "modality", "--time-scale", "32")
     trained = read_config(out).monl
+    assert (trained.task_probability, trained.level_sampling, trained.loss_weighting) == (0.3, "logit_normal", "modality")
+    assert read_config(out).model.time_scale == 32.0
     train(tmp_path, "--output", str(tmp_path / "w2.safetensors"), "--steps", "3", "--resume", str(out),
           "--monl-weights", "per_modality=2,vanilla=1")  # the same mixture, said again: fine
     again = read_config(tmp_path / "w2.safetensors")
@@ -195,7 +198,11 @@ def test_resume_keeps_the_mixture_and_refuses_options_that_would_change_it(tmp_p
                          (["--monl-weights", "vanilla=1"], "--monl-weights {'vanilla': 1.0} differs from the checkpoint's mixture"),
                          (["--clean-probability", "0.25"], "--clean-probability 0.25 differs from the checkpoint's 0.5"),
                          (["--preset", "mini"], "--preset mini differs from the checkpoint's model (preset tiny)"),
-                         (["--schedule", "cosine:eps"], "--schedule cosine:eps differs from the checkpoint's flow:velocity")):
+                         (["--schedule", "cosine:eps"], "--schedule cosine:eps differs from the checkpoint's flow:velocity"),
+                         (["--task-probability", "0"], "--task-probability 0.0 differs from the checkpoint's 0.3"),
+                         (["--level-sampling", "uniform"], "--level-sampling uniform differs from the checkpoint's logit_normal"),
+                         (["--loss-weighting", "elements"], "--loss-weighting elements differs from the checkpoint's modality"),
+                         (["--time-scale", "8"], "--time-scale 8 differs from the checkpoint's 32")):
         cmd = [sys.executable, "-m", "avdit", "train", "--codecs", "analytic", "--clips", "16", "--batch", "2",
                "--cache", str(tmp_path / "latents.safetensors"), "--output", str(tmp_path / "bad.safetensors"),
                "--steps", "4", "--resume", str(out), *option]

@@ -1,0 +1,176 @@
+"""The comparison protocol of `avdit eval` and the training recipe options (issue 15): every task's
+blocks have one definition that training and scoring share; conditioning exposure can be set the
+same for every strategy; the loss can weigh modalities equally; continuity has per-clip counts,
+paired intervals and a ranked summary."""
+import numpy as np
+import pytest
+import torch
+
+from avdit.codecs.train import HELD_OUT_SEED, toneshapes_batch
+from avdit.config import MonlConfig
+from avdit.evaluate import (continuity_counts, continuity_score, given_frames, given_seconds, paired_differences,
+                            pooled_continuity, scored_mask, summary)
+from avdit.layout import Layout
+from avdit.monl import CONDITIONAL_TASKS, STRATEGIES, draw_levels, per_frame_levels, task_given
+from avdit.schedule import Schedule
+from avdit.config import ScheduleConfig
+from avdit.train import monl_loss
+from tests.conftest import tiny_config
+
+
+@pytest.mark.parametrize("task", CONDITIONAL_TASKS)
+def test_each_task_is_scored_on_exactly_the_blocks_its_task_specific_model_trains_on(task):
+    layout = Layout.from_config(tiny_config())
+    levels, _ = draw_levels(8, layout.num_segments, MonlConfig(task=task), torch.Generator().manual_seed(0))
+    trained_v, trained_a = per_frame_levels(levels, layout)
+    scored = scored_mask(task, layout)
+    assert torch.equal(scored.video == 0, (trained_v == 0)[0]) and torch.equal(scored.audio == 0, (trained_a == 0)[0])
+    assert bool((trained_v == 0).eq((trained_v == 0)[:1]).all())  # every draw gives the same blocks
+
+
+def test_the_scored_spans_are_the_ones_the_report_states():
+    layout = Layout.from_config(tiny_config())  # 2.125 s, five segments
+    assert given_seconds("continue", layout) == [(0.0, 1.125)]
+    assert given_seconds("inpaint", layout) == [(0.0, 0.625), (1.625, 2.125)]
+    video, audio = given_frames("continue", layout)
+    assert video.tolist() == [True] * 9 + [False] * 8 and audio.tolist() == video.tolist()
+    video, _ = given_frames("inpaint", layout)
+    assert video.tolist() == [True] * 5 + [False] * 8 + [True] * 4
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES + ("monl",))
+def test_task_probability_gives_every_strategy_the_same_conditioning_exposure(strategy):
+    weights = dict.fromkeys(STRATEGIES, 1.0) if strategy == "monl" else {strategy: 1.0}
+    n, q = 40000, 0.4
+    levels, _ = draw_levels(n, 5, MonlConfig(weights=weights, task_probability=q), torch.Generator().manual_seed(1))
+    given = levels == 0  # uniform levels are never exactly 0: the zeros are the task draws
+    counts = {task: int((given == task_given(task, 5)).flatten(1).all(1).sum()) for task in CONDITIONAL_TASKS}
+    nothing = int((~given).flatten(1).all(1).sum())
+    assert sum(counts.values()) + nothing == n  # every given pattern is one task's, whole
+    sd = (n * q / 4 * (1 - q / 4)) ** 0.5
+    for task, count in counts.items():
+        assert abs(count - n * q / 4) < 4 * sd, (task, count)
+    # with clean_probability instead, per-modality training sees the v2a situation far more often than vanilla never does
+    levels, _ = draw_levels(n, 5, MonlConfig(weights=weights, clean_probability=0.25), torch.Generator().manual_seed(1))
+    v2a = int(((levels[:, 0] == 0).all(1) & (levels[:, 1] > 0).all(1)).sum())
+    assert v2a == 0 if strategy in ("vanilla", "per_segment") else v2a > 0
+
+
+def test_task_probability_zero_draws_exactly_what_it_drew_before():
+    generator = lambda: torch.Generator().manual_seed(3)
+    plain, _ = draw_levels(64, 5, MonlConfig(clean_probability=0.25), generator())
+    zero, _ = draw_levels(64, 5, MonlConfig(clean_probability=0.25, task_probability=0.0), generator())
+    assert torch.equal(plain, zero)
+    with_tasks, _ = draw_levels(64, 5, MonlConfig(clean_probability=0.25, task_probability=1.0), generator())
+    assert torch.equal(with_tasks[with_tasks > 0], plain[with_tasks > 0])  # the strategy's levels stay; only the task's blocks go to 0
+
+
+def test_logit_normal_levels_crowd_the_middle():
+    levels, _ = draw_levels(20000, 5, MonlConfig(weights={"per_modality_segment": 1.0}, level_sampling="logit_normal"),
+                            torch.Generator().manual_seed(0))
+    assert bool(((levels > 0) & (levels < 1)).all())
+    middle = float(((levels > 0.25) & (levels < 0.75)).float().mean())
+    assert middle == pytest.approx(0.7286, abs=0.01)  # P(|N(0, 1)| < logit(0.75) = 1.0986); uniform gives 0.5
+    with pytest.raises(ValueError, match="level sampling is 'beta'; expected one of"):
+        draw_levels(2, 5, MonlConfig(level_sampling="beta"))
+
+
+class KnownError(torch.nn.Module):
+    """Predicts the flow velocity of zero latents exactly (x_t / t), plus `video_error` on video and
+    `audio_error` on audio: every noised element's squared error is known."""
+
+    def __init__(self, video_error, audio_error):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+        self.errors = video_error, audio_error
+
+    def forward(self, video, audio, video_levels, audio_levels):
+        tv = video_levels[:, None, :, None, None].clamp(min=1e-6)
+        ta = audio_levels[:, None, :].clamp(min=1e-6)
+        return video / tv + self.errors[0] + 0 * self.weight, audio / ta + self.errors[1]
+
+
+@pytest.mark.parametrize("weighting", ["elements", "modality"])
+def test_loss_weighting_weighs_elements_or_each_samples_modalities(weighting):
+    layout = Layout.from_config(tiny_config())
+    video, audio = torch.zeros(64, 16, 5, 4, 4), torch.zeros(64, 16, 107)
+    schedule = Schedule(ScheduleConfig("flow", "velocity"))
+    monl = MonlConfig(weights={"per_modality": 1.0}, clean_probability=0.5, loss_weighting=weighting)
+    loss = monl_loss(KnownError(1.0, 2.0), schedule, monl, video, audio, layout, torch.Generator().manual_seed(5))
+    levels, _ = draw_levels(64, layout.num_segments, monl, torch.Generator().manual_seed(5))  # the same draw
+    noised_v, noised_a = (levels[:, 0] > 0).all(1), (levels[:, 1] > 0).all(1)  # per_modality: whole rows
+    assert noised_v.any() and noised_a.any() and (noised_v & ~noised_a).any() and (~noised_v & noised_a).any()
+    nv, na = 16 * 5 * 4 * 4, 16 * 107
+    if weighting == "elements":
+        expected = (noised_v.sum() * nv * 1.0 + noised_a.sum() * na * 4.0) / (noised_v.sum() * nv + noised_a.sum() * na)
+    else:  # both noised 2.5, only video 1, only audio 4; samples with nothing noised are left out
+        per_sample = torch.where(noised_v & noised_a, 2.5, torch.where(noised_v, 1.0, 4.0))
+        expected = per_sample[noised_v | noised_a].mean()
+    assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def real():
+    video, audio = toneshapes_batch(range(HELD_OUT_SEED + 7000, HELD_OUT_SEED + 7016))
+    return video.numpy(), audio[:, 0].numpy()
+
+
+def spliced(video, audio):
+    """Each clip's last 8 frames (and their sound) replaced by the next clip's."""
+    out_v, out_a = video.copy(), audio.copy()
+    out_v[:, 9:] = np.roll(video, 1, axis=0)[:, 9:]
+    out_a[:, 9 * 2000:] = np.roll(audio, 1, axis=0)[:, 9 * 2000:]
+    return out_v, out_a
+
+
+def test_continuity_counts_pool_to_the_score_of_any_set_of_clips(real):
+    video, audio = real
+    given = np.arange(17) < 9
+    spliced_v, spliced_a = spliced(video, audio)
+    counts = continuity_counts(spliced_v, spliced_a, given, given)
+    assert counts.shape == (16, 6) and (counts[:, 5] <= 1).all()  # one boundary
+    for part in (slice(None), slice(0, 5), slice(7, 16)):
+        pooled = pooled_continuity(counts[part])
+        direct = continuity_score(spliced_v[part], spliced_a[part], given, given)
+        assert {k: float(v) for k, v in pooled.items()} == pytest.approx(direct, abs=1e-12)
+
+
+def test_paired_continuity_tells_a_kept_given_part_from_a_swapped_one_and_the_summary_ranks(real):
+    video, audio = real
+    given = np.arange(17) < 9
+    spliced_v, spliced_a = spliced(video, audio)
+    from avdit.evaluate import clip_counts
+
+    kept = {"clip_counts": clip_counts(video, audio).tolist(), "continuity_counts": continuity_counts(video, audio, given, given).tolist()}
+    swapped = {"clip_counts": clip_counts(spliced_v, spliced_a).tolist(),
+               "continuity_counts": continuity_counts(spliced_v, spliced_a, given, given).tolist()}
+    shuffled = {"clip_counts": clip_counts(video, np.roll(audio, 1, axis=0)).tolist()}
+    tasks = ("joint", "continue", "inpaint")
+    results = {"per_modality": {"joint": shuffled, "continue": swapped, "inpaint": swapped},
+               "monl": {"joint": {"clip_counts": kept["clip_counts"]}, "continue": kept, "inpaint": kept},
+               "vanilla": {"joint": shuffled, "continue": kept, "inpaint": kept}}
+    better, same = paired_differences(results, [("monl", "per_modality", ("continue", "inpaint")), ("monl", "vanilla", ("continue", "inpaint"))],
+                                      metric="continuity")
+    whole, cut = pooled_continuity(np.array(kept["continuity_counts"])), pooled_continuity(np.array(swapped["continuity_counts"]))
+    assert better["metric"] == "continuity" and better["difference"] == pytest.approx(float(whole["continuity"] - cut["continuity"]))
+    assert 0 < better["low"] < better["difference"] < better["high"]
+    assert same["difference"] == same["low"] == same["high"] == 0.0
+    rows = summary(results, tasks)
+    assert [row["strategy"] for row in rows] == ["monl", "vanilla", "per_modality"]  # by agreement, a tie by continuity
+    for row in rows:
+        for metric in ("agreement", "continuity"):
+            assert row[metric]["low"] <= row[metric]["value"] <= row[metric]["high"]
+    assert rows[-1]["continuity"]["value"] == pytest.approx(float(cut["continuity"]))
+    with pytest.raises(ValueError, match="metric is 'fd'; expected agreement or continuity"):
+        paired_differences(results, [("monl", "vanilla", ("continue",))], metric="fd")
+
+
+def test_a_rewritten_report_keeps_its_history_section(tmp_path):
+    from avdit.evaluate import kept_history
+
+    report = tmp_path / "RESULTS.md"
+    assert kept_history(report) == ""
+    report.write_text("# Results\n\nold table\n\n## History\n\n| what | steps |\n|---|---|\n| mini | 1000 |\n")
+    assert kept_history(report) == "\n## History\n\n| what | steps |\n|---|---|\n| mini | 1000 |\n"
+    report.write_text("# Results\n\nno history here; ## History inside a line does not count\n")
+    assert kept_history(report) == ""
