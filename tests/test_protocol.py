@@ -174,3 +174,21 @@ def test_a_rewritten_report_keeps_its_history_section(tmp_path):
     assert kept_history(report) == "\n## History\n\n| what | steps |\n|---|---|\n| mini | 1000 |\n"
     report.write_text("# Results\n\nno history here; ## History inside a line does not count\n")
     assert kept_history(report) == ""
+
+
+def test_long_continuation_scores_each_chunk_after_the_given_part(real):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "long_continuation.py"
+    spec = importlib.util.spec_from_file_location("long_continuation", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    video, audio = real
+    rows = bench.chunk_scores(video, audio, fps=8.0, given=0.125, chunk=1.0)  # frames 1..8 and 9..16
+    assert [(row["start"], row["end"]) for row in rows] == [(0.125, 1.125), (1.125, 2.125)]
+    assert all(row["agreement"] == pytest.approx(1.0) for row in rows)
+    late = np.roll(audio, 1, axis=0)
+    late[:, : 9 * 2000] = audio[:, : 9 * 2000]  # the second second's sound is another clip's
+    first, second = bench.chunk_scores(video, late, fps=8.0, given=0.125, chunk=1.0)
+    assert first["agreement"] == pytest.approx(1.0) and second["pitch"] < 0.5
