@@ -430,10 +430,6 @@ class MonlGuider(comfy.samplers.CFGGuider):
         given = latent_image
         self.inner_model.latent_shapes = latent_shapes  # as CFGGuider.inner_sample (MiniMax H3 scales its audio by it)
         self.minimax = is_minimax(self.inner_model)
-        if self.minimax and denoise_mask is not None and (self.video_scale != 1 or self.audio_scale != 1):
-            raise ValueError("MoNL Guider: on MiniMax H3 set video_guidance and audio_guidance to 1 (the held levels and "
-                             "text guidance work): its network reads a stream's mask as 'no mask' when no token is below "
-                             "1, so the unconditional pass cannot put the given blocks at the top level (docs/minimax-h3.md)")
         if torch.count_nonzero(latent_image) > 0:  # as CFGGuider.inner_sample does before sampling
             given = self.inner_model.process_latent_in(latent_image)
         self.given, self.levels, self.sigmas, self.latent_shapes = given, denoise_mask, sigmas, latent_shapes
@@ -533,31 +529,53 @@ class MonlGuider(comfy.samplers.CFGGuider):
         1") and reads its masks from item 0, so the batched call runs it once per pass, each with its own
         masks. The masks are H3's own (1, 1, T, h, w) and (1, 1, 2, Ta), rounded up to 1/256 as
         MiniMaxH3._token_grid_masks does, so a token's timestep is that of the input the sampler's inpainting
-        blend made; the unconditional pass gives the tokens it drops the guider's noise at each stream's top
-        level (audio: carried by the sampler at sigma / audio_sigma(sigma) times its own scale)."""
+        blend made. The unconditional pass (cond index 1) runs at the top level: see `minimax_top`."""
         size = x.shape[0] // len(chunks)
         levels = self.levels[:1].to(x.device)
-        video_held, audio_held = (torch.ceil(m * MINIMAX_MASK_STEPS) / MINIMAX_MASK_STEPS for m in self.minimax_held(levels, sigma))
-        sigma_a = self.audio_sigma(sigma)
-        top = torch.cat([torch.full_like(video_held, 1.0 / sigma), torch.full_like(audio_held, 1.0 / sigma_a)], dim=-1)
-        carry = torch.cat([torch.ones(self.video_size), torch.full((x.shape[-1] - self.video_size,), sigma / sigma_a)]).to(x)
+        held = torch.cat([torch.ceil(m * MINIMAX_MASK_STEPS) / MINIMAX_MASK_STEPS for m in self.minimax_held(levels, sigma)], dim=-1)
         outputs = []
         for j, index in enumerate(chunks):
-            piece = x[j * size:(j + 1) * size]
-            mask = torch.cat([video_held, audio_held], dim=-1)
+            rows = slice(j * size, (j + 1) * size)
+            piece, mask, at, back = x[rows], held, timestep[rows], None
             if index == 1:
-                piece = torch.where(drop, self.drop_noise[:size].to(x) * carry, piece)
-                mask = torch.where(drop[:1], top, mask)
+                piece, mask, at, back = self.minimax_top(piece, held, at, drop, sigma, c)
             video_mask, audio_mask = comfy.utils.unpack_latents(mask.expand(1, *self.levels.shape[1:]), self.latent_shapes)
-            part = {key: (value[j * size:(j + 1) * size] if isinstance(value, torch.Tensor) and value.shape[:1] == x.shape[:1] else value)
+            part = {key: (value[rows] if isinstance(value, torch.Tensor) and value.shape[:1] == x.shape[:1] else value)
                     for key, value in c.items()}
             part["denoise_mask"] = video_mask[:1, :1].contiguous()
             part["audio_denoise_mask"] = audio_mask[:1].amax(dim=1, keepdim=True)
-            step = {**args, "input": piece, "timestep": timestep[j * size:(j + 1) * size], "c": part,
-                    "cond_or_uncond": [index]}
+            step = {**args, "input": piece, "timestep": at, "c": part, "cond_or_uncond": [index]}
             self.model_calls += 0 if j else 1
-            outputs.append(previous(apply_model, step) if previous is not None else apply_model(piece, step["timestep"], **part))
+            out = previous(apply_model, step) if previous is not None else apply_model(piece, at, **part)
+            outputs.append(out if back is None else back(out))
         return torch.cat(outputs)
+
+    def minimax_top(self, piece, held, timestep, drop, sigma, c):
+        """MiniMax H3's unconditional pass, as a call at timestep 1 (sigma 1, where the audio's sigma is 1 too).
+
+        The pass needs the dropped tokens at the top level and every other token at this step's level. At
+        this step's timestep that is mask 1 / sigma on the dropped tokens and 1 on the free ones: no value
+        below 1, which H3 reads as no mask (model.py mask_row_values), labelling the dropped tokens with
+        sigma. At timestep 1 a mask m' puts a token at m' itself: the dropped tokens get 1 (the guider's
+        noise at the top), every other token m x its stream's sigma at this step (its label unchanged; the
+        free ones get sigma, below 1). The input is each stream's own latent: the sampler's audio carry
+        sigma / audio_sigma(sigma) is undone (at sigma 1 it is 1). H3 turns the velocity v it predicts into
+        x0 = x - 1 v at that timestep, and the map returned takes it to x - sigma_stream v, the x0 the
+        conditional pass gets at this step, in the sampler's coordinates (audio: audio_scale times its own
+        latent, ModelSamplingAV). Returns the call's input, masks, timestep and that map."""
+        sigma_a = self.audio_sigma(sigma)
+        audio_scale = float((c.get("minimax_payload") or {}).get("audio_scale", 1.0))
+        audio_size = piece.shape[-1] - self.video_size
+
+        def streams(video: float, audio: float) -> torch.Tensor:
+            return torch.cat([torch.full((self.video_size,), video, dtype=torch.float64),
+                              torch.full((audio_size,), audio, dtype=torch.float64)]).to(piece)
+
+        level = streams(sigma, sigma_a)  # each stream's sigma at this step
+        top = torch.where(drop, self.drop_noise[:piece.shape[0]].to(piece), piece * streams(1.0, sigma_a / sigma))
+        mask = torch.where(drop[:1], torch.ones_like(held), held * level.to(held))
+        start = top * streams(1.0, audio_scale)  # the x0 of a zero velocity, in the sampler's coordinates
+        return top, mask, torch.ones_like(timestep), lambda x0: start + level * (x0 - start)
 
     def step_mask(self, levels: torch.Tensor, sigma, chunks: list[int], drop: torch.Tensor, part: int) -> torch.Tensor:
         """A batched per-modality noise mask of levels -> this step's mask; on the unconditional

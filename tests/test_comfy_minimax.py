@@ -37,7 +37,7 @@ def test_in_process_against_comfyui(copy):
     if copy is not None and not has_minimax(copy):
         print(f"{copy}: no comfy.model_base.MiniMaxH3 in this ComfyUI (it came with 0.33); skipped")
         pytest.skip(f"{copy} has no MiniMax H3 (comfy.model_base.MiniMaxH3)")
-    run_child(copy, Path(__file__), "the MiniMax H3 in-process tests", 4)
+    run_child(copy, Path(__file__), "the MiniMax H3 in-process tests", 9)
 
 
 @pytest.fixture(scope="module")
@@ -133,21 +133,47 @@ def sample(latent, guider, sigmas=SIGMAS):
     return ncs.SamplerCustomAdvanced.execute(noise, guider, sampler, manual, latent).args[0]
 
 
-def guider(pack, h3, positive, video=1.0, audio=1.0):
+def guider(pack, h3, positive, video=1.0, audio=1.0, drop="all", negative=None, text=1.0):
     nodes, _ = pack
-    return nodes["AVDiTGuider"].execute(h3, video, audio, "all", positive=positive).args[0]
+    return nodes["AVDiTGuider"].execute(h3, video, audio, drop, positive=positive, negative=negative, text_guidance=text).args[0]
+
+
+def audio_sigma(s):
+    """H3's audio sigma at video sigma s (comfy/ldm/minimax/model.py time_shift_sigma, shifts 12 and 3)."""
+    import comfy.ldm.minimax.model as minimax
+
+    return float(minimax.time_shift_sigma(torch.tensor(s, dtype=torch.float64), 12.0, 3.0))
 
 
 @child
-def test_monl_guidance_scales_on_minimax_h3_are_refused_with_the_reason(pack, h3, latent, positive):
-    with pytest.raises(ValueError, match="on MiniMax H3 set video_guidance and audio_guidance to 1"):
-        sample(continued(pack, h3, latent), guider(pack, h3, positive, 3.0, 2.0))
+def test_monl_guidance_of_1_on_minimax_h3_samples_as_core_cfg_1_with_one_call_a_step(pack, h3, latent, positive):
+    """Guidance scales of 1 add no pass: with a mask of given (0) and generated (1) blocks only, the MoNL
+    Guider's samples are core CFGGuider's at cfg 1 bit for bit, except that it puts the given blocks back
+    exactly (core leaves H3's 0.999 video injection in them)."""
+    from comfy_extras import nodes_custom_sampler as ncs
+
+    given = continued(pack, h3, latent)
+    recorder = Recorder(h3)
+    monl = guider(pack, recorder.model, positive)
+    try:
+        out = sample(given, monl)
+    finally:
+        recorder.close()
+    assert monl.model_calls == len(SIGMAS) and len(recorder.calls) == len(SIGMAS)
+    core = sample(given, ncs.CFGGuider.execute(h3, positive, positive, 1.0).args[0])
+    for ours, theirs, mask_, was in zip(out["samples"].unbind(), core["samples"].unbind(), given["noise_mask"].unbind(),
+                                        given["samples"].unbind()):
+        generated = (mask_ > 0).expand_as(ours)
+        assert generated.any() and not generated.all()
+        assert torch.equal(ours[generated], theirs[generated])
+        assert torch.equal(ours[~generated], was[~generated])
 
 
 @child
-def test_monl_guider_on_minimax_h3_gives_the_given_blocks_back_exactly(pack, h3, latent, positive):
+@pytest.mark.parametrize("scales", [(1.0, 1.0), (3.0, 2.0)])
+def test_monl_guider_on_minimax_h3_gives_the_given_blocks_back_exactly(pack, h3, latent, positive, scales):
     given = continued(pack, h3, latent, held=True)
-    out = sample(given, guider(pack, h3, positive))
+    out = sample(given, guider(pack, h3, positive, *scales))
     (video, audio), (given_video, given_audio) = out["samples"].unbind(), given["samples"].unbind()
     assert video.shape == given_video.shape and audio.shape == given_audio.shape
     assert torch.equal(video[:, :, :3], given_video[:, :, :3]) and torch.equal(audio[..., :15], given_audio[..., :15])
@@ -157,19 +183,33 @@ def test_monl_guider_on_minimax_h3_gives_the_given_blocks_back_exactly(pack, h3,
 
 
 class Recorder:
-    """Per network call: its inputs (video, the audio as the sampler carries it), and the per-row
-    timesteps of the target video and audio rows."""
+    """Per network call: the guider's pass (cond index: 0 conditional, 1 unconditional, 2 negative), the
+    call's sigma, the streams' own inputs and velocities as the network takes and gives them (inside H3's
+    forward, which undoes the sampler's audio carry; a DIFFUSION_MODEL wrapper), and the per-row
+    timesteps of the target video and audio rows. `model`: a clone of the patcher that carries the
+    wrappers, for the guider."""
 
-    def __init__(self, model):
-        net = model.model.diffusion_model
-        self.calls = []
-        self.handles = [net.register_forward_pre_hook(self.forward, with_kwargs=True),
-                        net.time_embedder.register_forward_pre_hook(self.table),
+    def __init__(self, h3):
+        import comfy.patcher_extension
+
+        net = h3.model.diffusion_model
+        self.calls, self.index = [], None
+        self.model = h3.clone()
+        self.model.set_model_unet_function_wrapper(self.pass_of)
+        self.model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "test", self.network)
+        self.handles = [net.time_embedder.register_forward_pre_hook(self.table),
                         net.blocks[0].register_forward_pre_hook(self.rows)]
 
-    def forward(self, module, args, kwargs):
-        x, timestep = args[0], args[1]
-        self.calls.append(dict(video=x[0].float().clone(), audio=x[1].float().clone(), sigma=float(timestep.flatten()[0]) / 1000))
+    def pass_of(self, apply_model, args):
+        (self.index,) = args["cond_or_uncond"]  # the guider runs H3 one pass at a time
+        return apply_model(args["input"], args["timestep"], **args["c"])
+
+    def network(self, executor, x, timestep, *args, **kwargs):
+        self.calls.append(dict(index=self.index, video=x[0].float().clone(), audio=x[1].float().clone(),
+                               sigma=float(timestep.flatten()[0]) / 1000))
+        out = executor(x, timestep, *args, **kwargs)
+        self.calls[-1].update(v_video=out[0].float().clone(), v_audio=out[1].float().clone())
+        return out
 
     def table(self, module, args):
         self.calls[-1]["t"] = args[0].float().clone()
@@ -189,54 +229,119 @@ def up(m):
     return math.ceil(m * 256) / 256  # MiniMaxH3._token_grid_masks
 
 
+def labels(sigma, holding, g_v, g_a):
+    """The per-row timesteps of the conditional pass at `sigma`: given tokens at H3's preserved timesteps
+    (video 0.999, audio 1), the 0.5 blocks (while `holding`) at their masks g x the stream's sigma."""
+    sigma_a = audio_sigma(sigma)
+    video_t, audio_t = torch.full((VIDEO_FRAMES,), 1 - sigma), torch.full((AUDIO_FRAMES,), 1 - sigma_a)
+    video_t[:3], audio_t[:15] = 0.999, 1.0
+    if holding:
+        video_t[3], audio_t[15:20] = 1 - g_v * sigma, 1 - g_a * sigma_a
+    return video_t, audio_t
+
+
 @child
-def test_minimax_h3_gets_the_masks_timesteps_in_one_call_per_step(pack, h3, latent, positive):
-    """One model call a step at the mask's per-token timesteps: given tokens at H3's own preserved
-    timesteps (video 0.999, audio 1), the 0.5 blocks held where the sampler is at 0.45 (video sigma 0.45,
-    audio sigma f(0.45), f H3's audio shift; up to H3's 1/256 mask steps) until it comes down to it, their
-    inputs the given content at that level. (The unconditional-pass branches below stay for when H3 can
-    take the top level: see docs/minimax-h3.md.)"""
-    import comfy.ldm.minimax.model as minimax
+@pytest.mark.parametrize("scales, drop", [((1.0, 1.0), "all"), ((3.0, 2.0), "all"), ((3.0, 2.0), "video")])
+def test_minimax_h3_gets_the_masks_timesteps_and_the_unconditional_pass_at_the_top_level(pack, h3, latent, positive, scales, drop):
+    """Per step, the conditional pass at the mask's per-token timesteps: given tokens at H3's preserved
+    timesteps, the 0.5 blocks held where the sampler is at 0.45 (video sigma 0.45, audio sigma f(0.45), f
+    H3's audio shift; up to H3's 1/256 mask steps) until it comes down to it, their inputs the given
+    content at that level. With guidance, a second call a step, the unconditional pass: run at sigma 1,
+    the tokens it drops (those held below sigma, in the modalities `drop` names) labelled at the top (0)
+    holding the guider's noise, every other token labelled and fed exactly as in the conditional pass."""
     import comfy.utils
     from comfy_extras import nodes_custom_sampler as ncs
 
-    f = lambda s: float(minimax.time_shift_sigma(torch.tensor(s, dtype=torch.float64), 12.0, 3.0))
     held = continued(pack, h3, latent, held=True)
     given_video, given_audio = held["samples"].unbind()
     noise_video, noise_audio = ncs.RandomNoise.execute(0).args[0].generate_noise(held).unbind()
-    monl = guider(pack, h3, positive)
     recorder = Recorder(h3)
+    monl = guider(pack, recorder.model, positive, *scales, drop=drop)
     try:
         sample(held, monl)
     finally:
         recorder.close()
+    passes = 1 if scales == (1.0, 1.0) else 2
     assert monl.model_calls == len(SIGMAS)
-    assert len(recorder.calls) == len(SIGMAS) and all(call["video"].shape[0] == 1 for call in recorder.calls)
+    assert len(recorder.calls) == passes * len(SIGMAS) and all(call["video"].shape[0] == 1 for call in recorder.calls)
     drop_video, drop_audio = comfy.utils.unpack_latents(monl.drop_noise, monl.latent_shapes)
     for step, sigma in enumerate(SIGMAS):
-        sigma_a = f(sigma)
+        sigma_a = audio_sigma(sigma)
         holding = sigma > 0.45 + 1e-6
-        g_v, g_a = up(0.45 / sigma), up(f(0.45) / sigma_a)
-        passes = recorder.calls[step: step + 1]
-        for call in passes:
-            assert abs(call["sigma"] - sigma) < 1e-6
-        for call, is_unconditional in zip(passes, [False]):
-            video_t = torch.full((VIDEO_FRAMES,), 1 - sigma)
-            audio_t = torch.full((AUDIO_FRAMES,), 1 - sigma_a)
-            video_t[:3], audio_t[:15] = (0.0, 0.0) if is_unconditional else (0.999, 1.0)
-            if holding:
-                video_t[3], audio_t[15:20] = (0.0, 0.0) if is_unconditional else (1 - g_v * sigma, 1 - g_a * sigma_a)
-            assert torch.allclose(call["video_t"], video_t, atol=1e-5), (sigma, call["video_t"])
-            assert torch.allclose(call["audio_t"], audio_t.repeat(2), atol=1e-5), (sigma, call["audio_t"])
-            audio = call["audio"] * sigma_a / sigma  # the stream's own latent, as the network takes it
-            if is_unconditional:
-                n = 4 if holding else 3
-                assert torch.equal(call["video"][:, :, :n], drop_video[:, :, :n])
-                assert torch.allclose(audio[..., :15], drop_audio[..., :15], atol=1e-5)
-                continue
-            if holding:  # the given content at the level the sampler has at 0.45 (up to H3's 1/256 steps)
-                k = 0.001 + g_v * (sigma - 0.001)  # H3 injects preserved video at 0.999 of its content
-                assert torch.allclose(call["video"][:, :, 3], (1 - k) * given_video[:, :, 3] + k * noise_video[:, :, 3], atol=1e-5)
-                k = g_a * sigma_a
-                assert torch.allclose(audio[..., 15:20], (1 - k) * given_audio[..., 15:20] + k * noise_audio[..., 15:20], atol=1e-5)
-            assert torch.allclose(audio[..., :15], given_audio[..., :15], atol=1e-5)  # given audio: clean
+        g_v, g_a = up(0.45 / sigma), up(audio_sigma(0.45) / sigma_a)
+        calls = {call["index"]: call for call in recorder.calls[passes * step: passes * (step + 1)]}
+        assert sorted(calls) == list(range(passes))
+        cond = calls[0]
+        assert abs(cond["sigma"] - sigma) < 1e-6
+        video_t, audio_t = labels(sigma, holding, g_v, g_a)
+        assert torch.allclose(cond["video_t"], video_t, atol=1e-5), (sigma, cond["video_t"])
+        assert torch.allclose(cond["audio_t"], audio_t.repeat(2), atol=1e-5), (sigma, cond["audio_t"])
+        if holding:  # the given content at the level the sampler has at 0.45 (up to H3's 1/256 steps)
+            k = 0.001 + g_v * (sigma - 0.001)  # H3 injects preserved video at 0.999 of its content
+            assert torch.allclose(cond["video"][:, :, 3], (1 - k) * given_video[:, :, 3] + k * noise_video[:, :, 3], atol=1e-5)
+            k = g_a * sigma_a
+            assert torch.allclose(cond["audio"][..., 15:20], (1 - k) * given_audio[..., 15:20] + k * noise_audio[..., 15:20], atol=1e-5)
+        assert torch.allclose(cond["audio"][..., :15], given_audio[..., :15], atol=1e-5)  # given audio: clean
+        if passes == 1:
+            continue
+        uncond = calls[1]
+        assert uncond["sigma"] == 1.0
+        dropped_video, dropped_audio = torch.zeros(VIDEO_FRAMES, dtype=torch.bool), torch.zeros(AUDIO_FRAMES, dtype=torch.bool)
+        dropped_video[:4 if holding else 3] = drop in ("all", "video")
+        dropped_audio[:20 if holding else 15] = drop in ("all", "audio")
+        assert dropped_video.any() and not dropped_video.all()
+        assert torch.allclose(uncond["video_t"], torch.where(dropped_video, 0.0, video_t), atol=1e-5), (sigma, uncond["video_t"])
+        assert torch.allclose(uncond["audio_t"], torch.where(dropped_audio, 0.0, audio_t).repeat(2), atol=1e-5), (sigma, uncond["audio_t"])
+        v, a = dropped_video[None, None, :, None, None], dropped_audio[None, None, None, :]
+        assert torch.equal(uncond["video"], torch.where(v, drop_video, cond["video"]))
+        assert torch.equal(uncond["audio"][a.expand_as(drop_audio)], drop_audio[a.expand_as(drop_audio)])
+        assert torch.allclose(uncond["audio"], torch.where(a, drop_audio, cond["audio"]), rtol=1e-6, atol=1e-6)
+
+
+@child
+@pytest.mark.parametrize("text", [1.0, 1.5])
+def test_monl_guidance_on_minimax_h3_is_c_plus_scale_minus_1_times_c_minus_u(pack, h3, latent, positive, text):
+    """The guided x0 of every step, from the passes captured at the network: x0 = C + (s - 1)(C - U)
+    (+ (text - 1)(C - N)), video scale 3 on video tokens and audio scale 2 on audio tokens, with each
+    pass's x0 the network's own velocity v taken at this step's level whatever timestep it ran at:
+    video x - sigma v, audio audio_scale (x - f(sigma) v) (H3's audio target in the sampler's
+    coordinates); the blocks held at 0.5 give their given content while held."""
+    generator = torch.Generator().manual_seed(3)
+    negative = [[torch.randn(1, TEXT_TOKENS, TINY["text_dim"], generator=generator), {}]]
+    held = continued(pack, h3, latent, held=True)
+    recorder = Recorder(h3)
+    monl = guider(pack, recorder.model, positive, 3.0, 2.0, negative=negative, text=text)
+    predict, guided = monl.predict_noise, []
+
+    def recorded(*args, **kwargs):
+        guided.append(predict(*args, **kwargs))
+        return guided[-1]
+
+    monl.predict_noise = recorded
+    try:
+        sample(held, monl)
+    finally:
+        recorder.close()
+    audio_scale = h3.model.model_sampling.audio_scale
+    assert audio_scale == 4.0
+    passes = 2 if text == 1.0 else 3
+    assert len(guided) == len(SIGMAS) and len(recorder.calls) == passes * len(SIGMAS)
+    given_video, given_audio = monl.given.to(torch.float32).split([monl.video_size, monl.given.shape[-1] - monl.video_size], dim=-1)
+    for step, sigma in enumerate(SIGMAS):
+        calls = {call["index"]: call for call in recorder.calls[passes * step: passes * (step + 1)]}
+        assert sorted(calls) == list(range(passes))
+        x0 = {index: (call["video"] - sigma * call["v_video"],
+                      audio_scale * (call["audio"] - audio_sigma(sigma) * call["v_audio"])) for index, call in calls.items()}
+        (c_video, c_audio), (u_video, u_audio) = x0[0], x0[1]
+        video, audio = c_video + 2.0 * (c_video - u_video), c_audio + 1.0 * (c_audio - u_audio)
+        if text != 1.0:
+            video, audio = video + (text - 1) * (c_video - x0[2][0]), audio + (text - 1) * (c_audio - x0[2][1])
+        video, audio = video.reshape(1, 1, -1), audio.reshape(1, 1, -1)
+        if sigma > 0.45 + 1e-6:  # held at 0.5: video latent frame 3, audio latent frames 15-19 (both channels)
+            video = video.reshape(1, 24, VIDEO_FRAMES, 4)
+            video[:, :, 3] = given_video.reshape(1, 24, VIDEO_FRAMES, 4)[:, :, 3]
+            audio = audio.reshape(1, 32, 2, AUDIO_FRAMES)
+            audio[..., 15:20] = given_audio.reshape(1, 32, 2, AUDIO_FRAMES)[..., 15:20]
+        expected = torch.cat([video.reshape(1, 1, -1), audio.reshape(1, 1, -1)], dim=-1)
+        assert not torch.equal(c_video, u_video) and not torch.equal(c_audio, u_audio)
+        assert torch.allclose(guided[step], expected, rtol=1e-4, atol=1e-4), (sigma, (guided[step] - expected).abs().max())
