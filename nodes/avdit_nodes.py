@@ -205,7 +205,7 @@ class AVDiTNoiseLevelMask(io.ComfyNode):
                 io.Float.Input("video_given_level", tooltip="Noise level on given video blocks: 0 keeps them exactly; 0 < l < 1 keeps their coarse structure and re-draws detail (with the MoNL Guider or KSampler: the given content noised to l, held until the sampler comes down to l).", **level),
                 io.Float.Input("audio_given_level", tooltip="Noise level on given audio blocks: 0 keeps them exactly; 0 < l < 1 keeps their coarse structure and re-draws detail.", **level),
                 io.String.Input("levels", default="video: 0 1 1 1 1\naudio: 0 1 1 1 1", multiline=True, tooltip="custom: one row for video and one for audio, one level per segment (0 given, 1 generated); the error message says how many segments the clip has."),
-                io.Model.Input("model", optional=True, tooltip="The model the latent is for: needed for LTX-2 latents, and for AVDiT latents that lost their time grid (core nodes that rebuild a latent drop it)."),
+                io.Model.Input("model", optional=True, tooltip="The model the latent is for: needed for LTX-2 and MiniMax H3 latents, and for AVDiT latents that lost their time grid (core nodes that rebuild a latent drop it)."),
                 io.Float.Input("fps", default=25.0, min=0.01, max=1000.0, step=0.001, optional=True, tooltip="LTX-2 latents: the clip's frame rate (the frame_rate of its conditioning), which places its latent frames in time. AVDiT latents carry their own; MiniMax H3's is the model's (24 fps)."),
             ],
             outputs=[
@@ -241,14 +241,15 @@ class AVDiTGuider(io.ComfyNode):
             display_name="MoNL Guider",
             category=CATEGORY,
             description="Guidance through noise levels for SamplerCustomAdvanced, on AVDiT or any audio-video model with per-token "
-                        "timesteps from its noise mask (LTX-2): the unconditional pass replaces the given blocks by noise, with "
+                        "timesteps from its noise mask (LTX-2, MiniMax H3): the unconditional pass replaces the given blocks by noise, with "
                         "separate video and audio scales; fractional mask levels hold the given content noised to that level. "
-                        "x0 = C + (s_av - 1)(C - U) + (text_guidance - 1)(C - N), all passes in one model call.",
+                        "x0 = C + (s_av - 1)(C - U) + (text_guidance - 1)(C - N), all passes in one model call (MiniMax H3, which takes "
+                        "a batch of one: one call per pass).",
             inputs=[
-                io.Model.Input("model", tooltip="The model to guide (AVDiT, or LTX-2 from core loaders)."),
+                io.Model.Input("model", tooltip="The model to guide (AVDiT, or LTX-2 / MiniMax H3 from core loaders)."),
                 *guidance_inputs(),
-                io.Conditioning.Input("positive", optional=True, tooltip="Text conditioning (LTX-2). AVDiT takes none: leave empty."),
-                io.Conditioning.Input("negative", optional=True, tooltip="Negative text conditioning (LTX-2), used when text_guidance is not 1."),
+                io.Conditioning.Input("positive", optional=True, tooltip="Text conditioning (LTX-2, MiniMax H3). AVDiT takes none: leave empty."),
+                io.Conditioning.Input("negative", optional=True, tooltip="Negative text conditioning (LTX-2, MiniMax H3), used when text_guidance is not 1."),
                 io.Float.Input("text_guidance", default=1.0, min=0.0, max=30.0, step=0.1, round=0.01, optional=True, tooltip="Text guidance scale (1 = off): positive against negative, added to the noise-level guidance."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, optional=True, tooltip="Seed of the noise the unconditional pass puts on the given blocks."),
             ],
