@@ -24,8 +24,24 @@ from avdit.codecs.base import AudioCodec, VideoCodec
 from avdit.config import AudioCodecConfig, VideoCodecConfig
 
 # channels[i] is the width at spatial stride patch * 2**i; the last is the latent resolution.
+# These are the options at spatial stride 8 (the shipped codec's); `video_options` gives any other.
 VIDEO_OPTIONS = {"patch": 4, "channels": [64, 128], "time_kernel": 3}
 AUDIO_OPTIONS = {"n_fft": 1280, "width": 192, "blocks": 2, "kernel": 3, "eps": 0.1, "griffin_lim_iterations": 32}
+
+
+def is_power_of_two(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1 and not value & (value - 1)
+
+
+def video_options(spatial_stride: int = 8) -> dict:
+    """The video codec's architecture for a spatial down-sampling factor (a power of 2): pixels are
+    folded in patches of up to 4 x 4, then every further factor of 2 is one more stage, its width
+    doubling from 64 up to 256. Stride 8 gives VIDEO_OPTIONS; 16 adds a 256-wide stage."""
+    if not is_power_of_two(spatial_stride):
+        raise ValueError(f"video codec 'learned': spatial_stride is {spatial_stride!r}; expected a power of 2 (1, 2, 4, 8, 16, ...)")
+    patch = min(spatial_stride, 4)
+    stages = 1 + int(math.log2(spatial_stride // patch))
+    return {"patch": patch, "channels": [min(64 * 2**i, 256) for i in range(stages)], "time_kernel": 3}
 
 
 def _options(defaults: dict, given: dict, what: str) -> dict:
@@ -92,11 +108,14 @@ def _depth_to_space(x: torch.Tensor, p: int) -> torch.Tensor:
 
 
 class LearnedVideoCodec(VideoCodec):
-    """Causal (2+1)D conv autoencoder: (1 + 4k) frames at 64x64 -> (C, 1 + k, 8, 8) with the defaults."""
+    """Causal (2+1)D conv autoencoder: (1 + 4k) frames of H x W -> (C, 1 + k, H / s, W / s) at spatial stride s
+    (64 x 64 -> 8 x 8 at the default 8)."""
 
     def __init__(self, config: VideoCodecConfig):
         super().__init__(config)
-        opts = _options(VIDEO_OPTIONS, config.options, "video codec 'learned'")
+        # options a checkpoint left out follow its spatial stride (one that is not a power of 2 needs them all)
+        defaults = video_options(config.spatial_stride) if is_power_of_two(config.spatial_stride) else VIDEO_OPTIONS
+        opts = _options(defaults, config.options, "video codec 'learned'")
         patch, widths, time_kernel = opts["patch"], list(opts["channels"]), opts["time_kernel"]
         stride = patch * 2 ** (len(widths) - 1)
         if stride != config.spatial_stride:
