@@ -99,6 +99,26 @@ def check_given(args, source: media.Media, config, duration: float,
                          f"and audio are kept); expected spans that leave part of 0-{duration:g} s out, or a longer --duration")
 
 
+def check_length(args, config, duration: float) -> None:
+    """Refuse an output longer than one training window when the model's layout cannot start a next window
+    (sampling would fail after the model has loaded)."""
+    from avdit.layout import Layout
+    from avdit.pipeline import window_hop
+
+    lay = config.layout
+    if Layout.from_config(config, duration=duration).num_frames <= lay.window_frames:
+        return
+    try:
+        window_hop(config)
+    except ValueError:
+        what = f"--duration {args.duration:g}" if args.duration else f"the input's {duration:g} s"
+        window = lay.window_frames / lay.fps
+        raise ValueError(f"{what} is longer than one window of the model ({lay.window_frames} frames, {window:g} s), and its "
+                         f"layout ({lay.fps:g} fps, {lay.sample_rate} Hz, audio latent frames of {config.audio_codec.hop} "
+                         f"samples) has no frame within it where a next window can start on whole latent frames of both; "
+                         f"expected --duration of at most {window:g} s") from None
+
+
 def run(args) -> int:
     from avdit.checkpoint import read_config
     from avdit.pipeline import DEMO_MODEL, AVDiTPipeline
@@ -115,6 +135,7 @@ def run(args) -> int:
         duration = args.duration or max(video_end, audio_end, config.layout.window_frames / config.layout.fps)
         given = given_spans(args.task, keep, duration, video_end, audio_end)
         check_given(args, source, config, duration, given)
+        check_length(args, config, duration)
         try:
             pipe = AVDiTPipeline.load(args.checkpoint, device=args.device)
         except ValueError as exc:

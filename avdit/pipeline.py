@@ -229,17 +229,7 @@ class AVDiTPipeline:
             return sample_window(latent, step)
         window = Layout.from_config(self.config, num_frames=lay.window_frames)
         stride, samples_per_frame = layout.temporal_stride, lay.sample_rate / lay.fps
-        if context_seconds is None:
-            context_seconds = window.video_spans[min(1, window.video_latent_frames - 1), 1].item()
-        context_frames = max(1, round(context_seconds * lay.fps))
-        # windows start on frames where both latents can be cut: a whole video group and a whole audio frame
-        hops = [h for h in range(window.num_frames - context_frames, 0, -1)
-                if h % stride == 0 and (h * samples_per_frame) % layout.hop == 0]
-        if not hops:
-            raise ValueError(f"sample: windowed sampling with context_seconds {context_seconds} finds no window start where "
-                             f"both latents can be cut (video groups of {stride} frames, audio frames of {layout.hop} samples); "
-                             "give less context or sample in one pass")
-        hop = hops[0]
+        hop = window_hop(self.config, context_seconds)
         mask = latent.effective_mask()
         video, audio = latent.video.to(self.device).clone(), latent.audio.to(self.device).clone()
         todo_v, todo_a = mask.video.float().clone(), mask.audio.float().clone()  # levels still to sample; 0 once made
@@ -297,6 +287,27 @@ class AVDiTPipeline:
         out = self.sample(latent, callback=callback, windowed=True, context_seconds=context_seconds, **sampling)
         out_frames, out_waveform, _, _ = self.decode(out)
         return out_frames[0], out_waveform[0]
+
+
+def window_hop(config: AVDiTConfig, context_seconds: float | None = None) -> int:
+    """Video frames from one window's start to the next's when a clip longer than one training window
+    is sampled window by window: the most that keeps `context_seconds` of overlap (default: up to the end
+    of the window's second video latent frame, 0.625 s at 8 fps) and starts each window where both
+    latents can be cut (a whole video group and a whole audio latent frame). ValueError when none does."""
+    window = Layout.from_config(config, num_frames=config.layout.window_frames)
+    stride, samples_per_frame = window.temporal_stride, config.layout.sample_rate / config.layout.fps
+    if context_seconds is None:
+        context_seconds = window.video_spans[min(1, window.video_latent_frames - 1), 1].item()
+    context_frames = max(1, round(context_seconds * config.layout.fps))
+    # windows start on frames where both latents can be cut: a whole video group and a whole audio frame
+    hops = [h for h in range(window.num_frames - context_frames, 0, -1)
+            if h % stride == 0 and (h * samples_per_frame) % window.hop == 0]
+    if not hops:
+        raise ValueError(f"sample: windowed sampling with context_seconds {context_seconds:g} finds no window start where "
+                         f"both latents can be cut (video groups of {stride} frames, audio frames of {window.hop} samples, "
+                         f"{samples_per_frame:g} samples a frame, windows of {window.num_frames} frames); "
+                         "give less context or sample in one pass")
+    return hops[0]
 
 
 def load_codec_config_and_tensors(codecs: str | os.PathLike | None = None) -> tuple[AVDiTConfig, dict, tuple[VideoCodec, AudioCodec]]:
