@@ -283,6 +283,33 @@ def video_frames(text: str) -> int:
     return value
 
 
+def frame_size(text: str) -> str:
+    from avdit.layout import SIZE_ACCEPTED, parse_size
+
+    try:
+        parse_size(text)
+    except ValueError:
+        raise refuse(text, SIZE_ACCEPTED) from None
+    return text
+
+
+def window_frames(text: str) -> int:
+    accepted = "1 + 4k video frames with k >= 1: 5, 9, 13, 17, ..."
+    try:
+        value = int(text)
+    except ValueError:
+        raise refuse(text, accepted) from None
+    if value < 5 or value % 4 != 1:
+        raise refuse(value, accepted)
+    return value
+
+
+def spatial_stride(text: str) -> int:
+    if text not in ("1", "2", "4", "8", "16", "32", "64"):
+        raise refuse(text, "a power of 2 from 1 to 64: 1, 2, 4, 8, 16, 32 or 64")
+    return int(text)
+
+
 AT_LEAST_ONE = whole(1)
 PROBABILITY = number(0, 1)
 MODEL = checkpoint_with("denoiser", "codecs")
@@ -312,6 +339,9 @@ CHECKS = {
     ("train-codec", "--output"): output_file(".safetensors", make_folders=True),
     ("eval", "--output"): output_file(".md", make_folders=True),
     ("train-codec", "--video-frames"): video_frames,
+    # the clip layout (train-codec records it; train takes it from its codecs)
+    "--size": frame_size, "--fps": number(0, 1000, low_open=True), "--sample-rate": whole(1000, 768_000),
+    "--window-frames": window_frames, "--spatial-stride": spatial_stride,
     # train: 0 stops after the first step, saving first (how a run is stopped to be resumed, e.g. in the tests)
     ("train", "--minutes"): number(0),
 }

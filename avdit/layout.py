@@ -22,12 +22,13 @@ Rules (the contract the tests check):
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import torch
 
-from avdit.config import AVDiTConfig
+from avdit.config import AVDiTConfig, LayoutConfig
 
 _EPS = 1e-6  # seconds; float slack when comparing span ends
 
@@ -179,3 +180,82 @@ class Layout:
                 raise ValueError(f"span ({start}, {end}) ends before it starts; give (start, end) with start <= end seconds")
             inside |= (latent[:, 0] >= start - _EPS) & (latent[:, 1] <= end + _EPS)
         return inside
+
+
+# --- the layout on the command line ------------------------------------------------------------
+# train-codec records a layout in the codecs' checkpoint; train takes it from there. Both take the
+# same four options: the frame size, frame rate, sample rate and training window.
+
+LAYOUT_OPTIONS = {"size": "--size", "fps": "--fps", "sample_rate": "--sample-rate", "window_frames": "--window-frames"}
+MAX_SIZE = 4096
+SIZE_ACCEPTED = f"WIDTHxHEIGHT, or one number for a square, in whole pixels from 1 to {MAX_SIZE} (e.g. 128 or 128x96)"
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'128' -> (128, 128); '128x96' -> (width 128, height 96). Raises ValueError saying what is accepted."""
+    try:
+        values = [int(part) for part in str(text).lower().split("x")]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or not all(1 <= v <= MAX_SIZE for v in values):
+        raise ValueError(f"size is {text!r}; expected {SIZE_ACCEPTED}")
+    return values[0], values[-1]
+
+
+def add_layout_arguments(parser, where_from: str) -> None:
+    """--size, --fps, --sample-rate and --window-frames, each None when left out (then `where_from` says whose)."""
+    default = LayoutConfig()
+    parser.add_argument("--size", default=None, metavar="WxH",
+                        help=f"frame size in pixels: WIDTHxHEIGHT, or one number for a square (e.g. 128 or 128x96); "
+                             f"footage is centre-cropped and resized to it (default: {where_from}; "
+                             f"{default.width}x{default.height} by default)")
+    parser.add_argument("--fps", type=float, default=None,
+                        help=f"video frames per second (default: {where_from}; {default.fps:g} by default)")
+    parser.add_argument("--sample-rate", type=int, default=None,
+                        help=f"audio samples per second (default: {where_from}; {default.sample_rate} by default)")
+    parser.add_argument("--window-frames", type=int, default=None,
+                        help=f"video frames in one training window, 1 + 4k (default: {where_from}; "
+                             f"{default.window_frames} by default, {default.window_frames / default.fps:g} s)")
+
+
+def size_text(layout: LayoutConfig) -> str:
+    """The frame size as the options write it: WIDTHxHEIGHT."""
+    return f"{layout.width}x{layout.height}"
+
+
+def _option_value(layout: LayoutConfig, name: str) -> str:
+    return size_text(layout) if name == "size" else f"{getattr(layout, name):g}"
+
+
+def with_layout_options(base: LayoutConfig, options: dict, fixed=()) -> tuple[LayoutConfig, list[str]]:
+    """`base` with the layout options given in `options` ({name: value or None} for the names of
+    LAYOUT_OPTIONS; None keeps base's), and the options in `fixed` that ask for other than base's,
+    each as '--fps 12 (it has 8)'."""
+    changes = {}
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name == "size":
+            changes["width"], changes["height"] = parse_size(value) if isinstance(value, str) else value
+        else:
+            changes[name] = type(getattr(base, name))(value)
+    layout = dataclasses.replace(base, **changes)
+    differ = [f"{LAYOUT_OPTIONS[name]} {_option_value(layout, name)} (it has {_option_value(base, name)})"
+              for name in fixed if options.get(name) is not None and _option_value(layout, name) != _option_value(base, name)]
+    return layout, differ
+
+
+def grid_problem(config: AVDiTConfig) -> str | None:
+    """Why the frame size of `config` cannot be cut into the video latent grid (and the model's
+    patches, when it has a model), or None: each side must be a multiple of the codec's spatial
+    stride, and the grid a multiple of the patch."""
+    lay, stride = config.layout, config.video_codec.spatial_stride
+    if lay.width % stride or lay.height % stride:
+        near = f"{max(stride, lay.width // stride * stride)}x{max(stride, lay.height // stride * stride)}"
+        return (f"the frame size {size_text(lay)} is not a multiple of the video codec's spatial stride {stride} "
+                f"in both sides; expected e.g. {near}")
+    patch, rows, columns = config.model.video_patch, lay.height // stride, lay.width // stride
+    if rows % patch or columns % patch:
+        return (f"the frame size {size_text(lay)} at spatial stride {stride} gives a {columns} x {rows} latent grid, "
+                f"which the model's {patch} x {patch} patches do not tile; expected a grid that is a multiple of {patch}")
+    return None

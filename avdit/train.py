@@ -77,6 +77,7 @@ from pathlib import Path  # noqa: E402
 
 from avdit.checkpoint import CheckpointError, load_checkpoint, load_state, save_checkpoint  # noqa: E402
 from avdit.config import AVDiTConfig  # noqa: E402
+from avdit.layout import LAYOUT_OPTIONS, add_layout_arguments, grid_problem, with_layout_options  # noqa: E402
 from avdit.monl import STRATEGIES  # noqa: E402
 
 # What a fresh run uses for the options that --resume takes from its checkpoint instead.
@@ -126,6 +127,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--output", required=True, help="checkpoint to write (.safetensors)")
     parser.add_argument("--codecs", default=None, help="checkpoint whose codecs to train on (default: the shipped codecs; 'analytic' for the weight-free ones)")
     parser.add_argument("--data", default="toneshapes", help="'toneshapes' or a folder of your own video files")
+    add_layout_arguments(parser, "the --codecs' layout, which fixes --size, --fps and --sample-rate: a value that "
+                                 "disagrees is refused; the window may differ (with 'analytic' codecs, any)")
     parser.add_argument("--clips", type=int, default=4000, help="clips to encode once and cache (ToneShapes: seeds 0..clips-1)")
     parser.add_argument("--cache", default=None, help="file to cache the encoded latents in (.safetensors)")
     parser.add_argument("--preset", default=None, help=f"model size preset (see avdit.model.PRESETS; default: {FRESH_DEFAULTS['preset']})")
@@ -200,9 +203,11 @@ def encode_dataset(config: AVDiTConfig, codecs: tuple, data: str, clips: int, de
     video_codec, audio_codec = codecs
     lay = config.layout
     videos, audios = [], []
-    if data == "toneshapes":
-        source = ((torch.from_numpy(c.video), torch.from_numpy(c.audio)[None]) for c in
-                  (data_module.generate_clip(seed, frames=lay.window_frames) for seed in range(clips)))
+    if data == "toneshapes":  # in ToneShapes' own 64 x 64, 8 fps, 16 kHz, or conformed to the layout
+        from avdit.codecs.train import toneshapes_batch
+
+        source = (toneshapes_batch([seed], lay.window_frames, lay, config.audio_codec.channels) for seed in range(clips))
+        source = ((video[0], audio[0]) for video, audio in source)
     else:
         folder = data_module.VideoFolderDataset(data, clip_seconds=lay.window_frames / lay.fps, fps=lay.fps,
                                                 sample_rate=lay.sample_rate, size=(lay.height, lay.width),
@@ -258,6 +263,28 @@ def run(args) -> int:
                                      **{k: getattr(args, k) for k in RECIPE})
         except ValueError as exc:
             raise SystemExit(f"train: {exc}") from None
+    # The layout: the codecs' (or a resumed checkpoint's). They were trained at a frame size, frame rate and
+    # sample rate, so asking for others is refused; the window is the denoiser's own (weight-free codecs: all free).
+    if args.resume:
+        source, base, fixed = f"--resume {args.resume}", config, tuple(LAYOUT_OPTIONS)
+    else:
+        from avdit.checkpoint import read_config
+        from avdit.codecs import SHIPPED_CODECS
+
+        analytic = args.codecs == "analytic"
+        source = f"--codecs {args.codecs or SHIPPED_CODECS}"
+        base = AVDiTConfig() if analytic else read_config(args.codecs or SHIPPED_CODECS)
+        fixed = () if analytic else ("size", "fps", "sample_rate")
+    layout, differ = with_layout_options(base.layout, {name: getattr(args, name) for name in LAYOUT_OPTIONS}, fixed)
+    problem = grid_problem(dataclasses.replace(base, layout=layout, model=base.model if args.resume else _model_config(args)))
+    if differ:
+        print(f"train: {'; '.join(differ)}: {source} fixes {'this' if len(differ) == 1 else 'these'} (its codecs were "
+              "trained at its layout); leave the option out, or train codecs at this layout first (python -m avdit "
+              "train-codec with the same layout options)", file=sys.stderr)
+        return 2
+    if problem:
+        print(f"train: {problem}", file=sys.stderr)
+        return 2
     rank, world, dist_device = _distributed()
     device = dist_device or torch.device(args.device)
     torch.manual_seed(args.seed + rank)
@@ -265,7 +292,7 @@ def run(args) -> int:
     if not args.resume:
         kind, _, target = args.schedule.partition(":")
         config = dataclasses.replace(
-            codec_config, model=_model_config(args),
+            codec_config, model=_model_config(args), layout=layout,
             schedule=dataclasses.replace(codec_config.schedule, kind=kind, target=target or codec_config.schedule.target),
             monl=monl,
         )

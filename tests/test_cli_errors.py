@@ -66,6 +66,7 @@ def no_model_loads(monkeypatch):
     monkeypatch.setattr("avdit.pipeline.AVDiTPipeline.load", refuse)
     monkeypatch.setattr("avdit.reconstruct.load_codecs", refuse)
     monkeypatch.setattr("avdit.train.encode_dataset", refuse, raising=False)
+    monkeypatch.setattr("avdit.codecs.train.Clips", refuse)  # a train-codec case let through would train for minutes
 
 
 def refused(capsys, argv: list[str]) -> str:
@@ -250,6 +251,24 @@ TRAIN = [
     (["--output", "{folder}/out/model.pt"], "--output is '{folder}/out/model.pt'; expected a file name ending in .safetensors"),
     (["--strategy", "vanilla", "--monl-weights", "vanilla=1"], "--monl-weights is for --strategy monl, not --strategy vanilla"),
     ([], "the following arguments are required: --output"),
+    # the layout: each flag alone, then against the codecs (the shipped ones are 64x64, 8 fps, 16 kHz)
+    (["--size", "0"], "--size is '0'; expected WIDTHxHEIGHT, or one number for a square, in whole pixels from 1 to 4096 "
+                      "(e.g. 128 or 128x96)"),
+    (["--size", "128x"], "--size is '128x'; expected WIDTHxHEIGHT"),
+    (["--size", "128x96x3"], "--size is '128x96x3'; expected WIDTHxHEIGHT"),
+    (["--fps", "0"], "--fps is 0; expected a finite number > 0 and <= 1000"),
+    (["--fps", "nan"], "--fps is nan; expected a finite number > 0 and <= 1000"),
+    (["--sample-rate", "500"], "--sample-rate is 500; expected a whole number from 1000 to 768000"),
+    (["--sample-rate", "16k"], "--sample-rate is '16k'; expected a whole number from 1000 to 768000"),
+    (["--window-frames", "8"], "--window-frames is 8; expected 1 + 4k video frames with k >= 1: 5, 9, 13, 17, ..."),
+    (["--window-frames", "1"], "--window-frames is 1; expected 1 + 4k video frames with k >= 1"),
+    (["--size", "128", "--sample-rate", "16000"], "train: --size 128x128 (it has 64x64): --codecs {codecs} fixes this"),
+    (["--fps", "24", "--sample-rate", "44100"], "train: --fps 24 (it has 8); --sample-rate 44100 (it has 16000): "
+                                                "--codecs {codecs} fixes these"),
+    (["--codecs", "analytic", "--size", "100"], "train: the frame size 100x100 is not a multiple of the video codec's "
+                                                "spatial stride 8 in both sides; expected e.g. 96x96"),
+    (["--codecs", "analytic", "--size", "40x24"], "train: the frame size 40x24 at spatial stride 8 gives a 5 x 3 latent "
+                                                  "grid, which the model's 2 x 2 patches do not tile"),
 ]
 
 TRAIN_CODEC = [
@@ -266,6 +285,22 @@ TRAIN_CODEC = [
     (["--base", "{junk_ckpt}"], "--base is '{junk_ckpt}', not a safetensors file"),
     (["--data", "{file}"], "--data is '{file}', which is not a folder"),
     (["--output", "{folder}/out/codecs.ckpt"], "--output is '{folder}/out/codecs.ckpt'; expected a file name ending in .safetensors"),
+    (["--device", "foo"], "--device is 'foo'; expected cpu"),
+    (["--spatial-stride", "12"], "--spatial-stride is '12'; expected a power of 2 from 1 to 64: 1, 2, 4, 8, 16, 32 or 64"),
+    (["--spatial-stride", "128"], "--spatial-stride is '128'; expected a power of 2 from 1 to 64"),
+    (["--size", "64x-8"], "--size is '64x-8'; expected WIDTHxHEIGHT"),
+    (["--window-frames", "6"], "--window-frames is 6; expected 1 + 4k video frames with k >= 1"),
+    (["--size", "100"], "train-codec: --size 100x100 with --spatial-stride 8: the frame size 100x100 is not a multiple "
+                        "of the video codec's spatial stride 8 in both sides; expected e.g. 96x96"),
+    (["--size", "128x80", "--spatial-stride", "32"], "train-codec: --size 128x80 with --spatial-stride 32: the frame size "
+                                                     "128x80 is not a multiple of the video codec's spatial stride 32"),
+    (["--window-frames", "5"], "train-codec: --video-frames 9 is longer than the training window (--window-frames 5); "
+                               "expected at most 5"),
+    (["--which", "audio", "--size", "128", "--spatial-stride", "16"],
+     "train-codec: --which audio keeps the video codec of --base the shipped codecs, made for another layout: "
+     "--size 128x128 (it has 64x64); --spatial-stride 16 (it has 8); leave these options out"),
+    (["--which", "video", "--sample-rate", "44100"], "train-codec: --which video keeps the audio codec of --base the "
+                                                     "shipped codecs, made for another layout: --sample-rate 44100 (it has 16000)"),
 ]
 
 EVAL = [

@@ -1,18 +1,24 @@
 """`python -m avdit train-codec`: train the small learned video and audio autoencoders on ToneShapes.
 
     python -m avdit train-codec --threads 2 --output avdit/assets/codecs.safetensors
+    python -m avdit train-codec --data videos/ --size 128 --fps 24 --spatial-stride 16 --output c.safetensors
 
 Each step draws fresh ToneShapes clips (training seeds below HELD_OUT_SEED; held-out clips use
-seeds from it up). Video: squared error on pixels and on horizontal and vertical pixel differences
-(edges), on 9-frame clips (the first frame alone, then two groups of four). Audio: the codec's own
-STFT (see `avdit.codecs.learned.LearnedAudioCodec`), L1 of log magnitudes plus spectral
-convergence, on whole 2.125 s clips; Griffin-Lim, which turns spectra back into waveforms, has no
-weights and is not trained. AdamW with warm-up and cosine decay over the step or compute budget,
-whichever ends first; the budget counts CPU time over threads, so a busy machine makes training
-take longer rather than train less. At the end the latent shift and scale are measured
-on training clips (so latents come out about zero-mean, unit-variance), the codecs are scored on
-held-out clips, and everything is saved with `avdit.checkpoint.save_checkpoint` under
-`video_codec.` / `audio_codec.`, the scores in the config's `training` section.
+seeds from it up) or clips of a folder of videos. Clips follow the layout the options give
+(--size, --fps, --sample-rate, --window-frames; default 64 x 64, 8 fps, 16 kHz mono, 17-frame
+windows), which is recorded in the checkpoint's config for every later command. Video: squared
+error on pixels and on horizontal and vertical pixel differences (edges), on 9-frame clips (the
+first frame alone, then two groups of four). Audio: the codec's own STFT (see
+`avdit.codecs.learned.LearnedAudioCodec`), L1 of log magnitudes plus spectral convergence, on
+whole windows; Griffin-Lim, which turns spectra back into waveforms, has no weights and is not
+trained. AdamW with warm-up and cosine decay over the step or compute budget, whichever ends
+first; on the CPU the budget counts CPU time over threads, so a busy machine makes training take
+longer rather than train less; on CUDA it is wall time, and steps run under bf16 autocast. Under
+torchrun every process trains on its own clips and gradients are averaged (DDP). At the end the
+latent shift and scale are measured on training clips (so latents come out about zero-mean,
+unit-variance), the codecs are scored on held-out clips, and everything is saved with
+`avdit.checkpoint.save_checkpoint` under `video_codec.` / `audio_codec.`, the scores in the
+config's `training` section.
 """
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -30,51 +36,84 @@ import torch
 from avdit.checkpoint import CheckpointError, save_checkpoint
 from avdit.codecs import build_audio_codec, build_video_codec, load_codecs
 from avdit.codecs.base import AudioCodec, VideoCodec, video_psnr
-from avdit.codecs.learned import AUDIO_OPTIONS, VIDEO_OPTIONS
-from avdit.config import AudioCodecConfig, AVDiTConfig, VideoCodecConfig
+from avdit.codecs.learned import AUDIO_OPTIONS, video_options
+from avdit.config import AudioCodecConfig, AVDiTConfig, LayoutConfig, VideoCodecConfig
+from avdit.layout import LAYOUT_OPTIONS, add_layout_arguments, grid_problem, size_text, with_layout_options
 
 HELD_OUT_SEED = 10**9  # training clips use seeds below this, evaluation clips from it up
 STATISTICS_SEED = 5 * 10**8  # training-range clips on which the latent shift and scale are measured
 EVAL_CLIPS = 32
 
 
-def learned_video_config(latent_channels: int = 16) -> VideoCodecConfig:
-    """The shipped video codec's shape: 17 frames of 64x64 -> 5 x 8 x 8 latents."""
-    return VideoCodecConfig(kind="learned", temporal_stride=4, spatial_stride=8, causal=True,
-                            latent_channels=latent_channels, options=dict(VIDEO_OPTIONS))
+def learned_video_config(latent_channels: int = 16, spatial_stride: int = 8) -> VideoCodecConfig:
+    """A learned video codec of `spatial_stride` (a power of 2); the shipped one's shape at 8:
+    17 frames of 64x64 -> 5 x 8 x 8 latents."""
+    return VideoCodecConfig(kind="learned", temporal_stride=4, spatial_stride=spatial_stride, causal=True,
+                            latent_channels=latent_channels, options=video_options(spatial_stride))
 
 
-def learned_audio_config(latent_channels: int = 32) -> AudioCodecConfig:
-    """The shipped audio codec's shape: 16 kHz mono, hop 320 (50 latent frames per second)."""
-    return AudioCodecConfig(kind="learned", hop=320, latent_channels=latent_channels, channels=1,
-                            options=dict(AUDIO_OPTIONS))
+def audio_hop(sample_rate: int) -> int:
+    """Waveform samples per audio latent frame: about 50 latent frames a second at any sample rate
+    (an even number, so the STFT of 4 hops centres on each hop): 320 at 16 kHz, 882 at 44.1 kHz."""
+    return max(2, 2 * round(sample_rate / 100))
+
+
+def learned_audio_config(latent_channels: int = 32, sample_rate: int = 16000) -> AudioCodecConfig:
+    """A learned mono audio codec for `sample_rate`; the shipped one's shape at 16 kHz: hop 320,
+    STFT of 1280 (50 latent frames per second)."""
+    hop = audio_hop(sample_rate)
+    return AudioCodecConfig(kind="learned", hop=hop, latent_channels=latent_channels, channels=1,
+                            options={**AUDIO_OPTIONS, "n_fft": 4 * hop})
 
 
 # Data ---------------------------------------------------------------------------------------------
 
+TONESHAPES_LAYOUT = LayoutConfig()  # ToneShapes' own format: 64 x 64 at 8 fps, 16 kHz mono
 
-def toneshapes_batch(seeds, frames: int = 17) -> tuple[torch.Tensor, torch.Tensor]:
-    """ToneShapes clips: video (B, F, 64, 64, 3) in 0..1 and audio (B, 1, F * 2000) at 16 kHz."""
-    from avdit.data import generate_batch
 
-    clips = generate_batch([int(s) for s in seeds], frames=frames)
-    return torch.from_numpy(clips.video), torch.from_numpy(clips.audio)[:, None]
+def toneshapes_batch(seeds, frames: int = 17, layout: LayoutConfig = TONESHAPES_LAYOUT,
+                     channels: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """ToneShapes clips of `frames` frames: video (B, F, H, W, 3) in 0..1 and audio (B, C, S).
+
+    In ToneShapes' own format (64 x 64, 8 fps, 16 kHz mono: S = F * 2000) the clips are as made;
+    in another `layout` they are made long enough and conformed to its size, fps and sample rate
+    as footage is (`avdit.media`: centre crop and resize, sample and hold; S = round(F / fps * rate))."""
+    from avdit import data, media
+
+    seeds = [int(s) for s in seeds]
+    native = (layout.height, layout.width, layout.fps, layout.sample_rate) == (data.SIZE, data.SIZE, data.FPS, data.SAMPLE_RATE)
+    if native and channels == 1:
+        clips = data.generate_batch(seeds, frames=frames)
+        return torch.from_numpy(clips.video), torch.from_numpy(clips.audio)[:, None]
+    seconds = frames / layout.fps
+    samples = round(seconds * layout.sample_rate)
+    videos, audios = [], []
+    for clip in (data.generate_clip(s, frames=math.ceil(seconds * data.FPS)) for s in seeds):
+        videos.append(media.conform_video(torch.from_numpy(clip.video), data.FPS, layout.fps,
+                                          (layout.height, layout.width), num_frames=frames))
+        audio = media.conform_audio(torch.from_numpy(clip.audio)[None], data.SAMPLE_RATE, layout.sample_rate, channels)
+        audios.append(data._fit_samples(audio, samples))
+    return torch.stack(videos), torch.stack(audios)
 
 
 class Clips:
-    """Where training, statistics and score clips come from: ToneShapes, or a folder of videos.
+    """Where training, statistics and score clips come from: ToneShapes, or a folder of videos,
+    in `layout` (windows of its window_frames at its fps, size and sample rate, `channels` audio channels).
 
     ToneShapes: fresh seeds below HELD_OUT_SEED to train, STATISTICS_SEED.. for the latent scale,
-    HELD_OUT_SEED.. to score. A folder: its 2.125 s clips (`avdit.data.VideoFolderDataset`), the
+    HELD_OUT_SEED.. to score. A folder: its windows (`avdit.data.VideoFolderDataset`), the
     last tenth (at least one, when there are two or more) held out to score, the rest to train."""
 
-    def __init__(self, data: str = "toneshapes"):
-        self.data = data
+    def __init__(self, data: str = "toneshapes", layout: LayoutConfig = TONESHAPES_LAYOUT, channels: int = 1):
+        self.data, self.layout, self.channels = data, layout, channels
+        self.window = layout.window_frames
         self.folder = None
         if data != "toneshapes":
             from avdit.data import VideoFolderDataset
 
-            self.folder = VideoFolderDataset(data)  # 17 frames at 8 fps, 64 x 64, 16 kHz mono: the codecs' shape
+            self.folder = VideoFolderDataset(data, clip_seconds=self.window / layout.fps, fps=layout.fps,
+                                             sample_rate=layout.sample_rate, size=(layout.height, layout.width),
+                                             channels=channels)
             held = len(self.folder) // 10 or (1 if len(self.folder) > 1 else 0)
             self.train_count = len(self.folder) - held
             self.held_out = list(range(self.train_count, len(self.folder))) or [0]
@@ -83,26 +122,29 @@ class Clips:
         items = [self.folder[int(i)] for i in indices]
         return torch.stack([it["video"][:frames] for it in items]), torch.stack([it["audio"] for it in items])
 
+    def _toneshapes(self, seeds, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return toneshapes_batch(seeds, frames, self.layout, self.channels)
+
     def train(self, rng, count: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self.folder is None:
-            return toneshapes_batch(rng.integers(0, HELD_OUT_SEED, count), frames)
+            return self._toneshapes(rng.integers(0, HELD_OUT_SEED, count), frames)
         return self._folder_batch(rng.integers(0, self.train_count, count), frames)
 
     def statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.folder is None:
-            return toneshapes_batch(range(STATISTICS_SEED, STATISTICS_SEED + 64), 17)
-        return self._folder_batch(range(min(64, self.train_count)), 17)
+            return self._toneshapes(range(STATISTICS_SEED, STATISTICS_SEED + 64), self.window)
+        return self._folder_batch(range(min(64, self.train_count)), self.window)
 
     def scores(self, clips: int = EVAL_CLIPS) -> tuple[torch.Tensor, torch.Tensor]:
         if self.folder is None:
-            return toneshapes_batch(range(HELD_OUT_SEED, HELD_OUT_SEED + clips), 17)
-        return self._folder_batch(self.held_out[:clips], 17)
+            return self._toneshapes(range(HELD_OUT_SEED, HELD_OUT_SEED + clips), self.window)
+        return self._folder_batch(self.held_out[:clips], self.window)
 
     def describe(self) -> str:
         if self.folder is None:
             return (f"ToneShapes v1, fresh seeds < {HELD_OUT_SEED} each step; scores on seeds "
                     f"{HELD_OUT_SEED}..{HELD_OUT_SEED + EVAL_CLIPS - 1}")
-        return (f"{len(self.folder)} clips of 2.125 s from {self.data}: {self.train_count} to train, "
+        return (f"{len(self.folder)} clips of {self.folder.clip_seconds:g} s from {self.data}: {self.train_count} to train, "
                 f"{len(self.held_out)} held out to score")
 
 
@@ -146,7 +188,8 @@ def evaluate_video(codec: VideoCodec, clips: int = EVAL_CLIPS, frames: int = 17,
     """PSNR (dB) through the codec of `video` (B, F, H, W, 3), default `clips` held-out ToneShapes clips."""
     if video is None:
         video, _ = toneshapes_batch(range(HELD_OUT_SEED, HELD_OUT_SEED + clips), frames)
-    recon = torch.cat([codec.decode(codec.encode(v))[:, :frames] for v in video.split(8)])
+    frames = video.shape[1]
+    recon = torch.cat([codec.decode(codec.encode(v))[:, :frames].cpu() for v in video.split(8)])
     return video_psnr(video, recon)
 
 
@@ -178,12 +221,20 @@ def tone_agreement(original, reconstructed) -> dict:
 
 
 @torch.no_grad()
-def evaluate_audio(codec: AudioCodec, clips: int = EVAL_CLIPS, frames: int = 17, audio: torch.Tensor | None = None) -> dict:
-    """Scorer agreement before vs after the codec on `audio` (B, 1, S), default `clips` held-out ToneShapes clips."""
+def evaluate_audio(codec: AudioCodec, clips: int = EVAL_CLIPS, frames: int = 17, audio: torch.Tensor | None = None,
+                   sample_rate: int = 16000) -> dict:
+    """Scorer agreement before vs after the codec on `audio` (B, C, S) at `sample_rate`, default `clips`
+    held-out ToneShapes clips; the first channel is scored, at the scorer's 16 kHz."""
+    from avdit.data import SAMPLE_RATE
+    from avdit.media import conform_audio
+
     if audio is None:
         _, audio = toneshapes_batch(range(HELD_OUT_SEED, HELD_OUT_SEED + clips), frames)
-    recon = torch.cat([codec.decode(codec.encode(a))[..., : audio.shape[-1]] for a in audio.split(8)])
-    return tone_agreement(audio[:, 0], recon[:, 0])
+    recon = torch.cat([codec.decode(codec.encode(a))[..., : audio.shape[-1]].cpu() for a in audio.split(8)])
+    before, after = audio[:, 0], recon[:, 0].float()
+    if sample_rate != SAMPLE_RATE:
+        before, after = (torch.cat([conform_audio(row[None], sample_rate, SAMPLE_RATE, 1) for row in x]) for x in (before, after))
+    return tone_agreement(before, after)
 
 
 # Training -----------------------------------------------------------------------------------------
@@ -195,33 +246,80 @@ def _learning_rate(base: float, step: int, progress: float, warmup: int = 50) ->
     return base * warm * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0))))
 
 
-def _train(name: str, codec, loss_of, batch_of, args: argparse.Namespace, seconds: float) -> int:
-    """The shared loop: AdamW, clipped gradients, a progress line every 15 s. Returns steps taken."""
+@dataclass(frozen=True)
+class Processes:
+    """Where training runs: the device, and this process's rank among `world` (under torchrun; else 0 of 1)."""
+
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+
+    def all_agree(self, flag: bool) -> bool:
+        """`flag` if any process says so: every process stops at the same step, whatever its clock says."""
+        if self.world == 1:
+            return flag
+        import torch.distributed as dist
+
+        value = torch.tensor([float(flag)], device=self.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
+
+    def finish(self) -> None:
+        """Under torchrun: wait for the first process (which scores and saves), then leave the process group."""
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+            dist.destroy_process_group()
+
+
+class _Objective(torch.nn.Module):
+    """`loss_of(codec, batch)` as a module's forward, so DistributedDataParallel can average its gradients."""
+
+    def __init__(self, codec: torch.nn.Module, loss_of):
+        super().__init__()
+        self.codec, self.loss_of = codec, loss_of
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.loss_of(self.codec, batch)
+
+
+def _train(name: str, codec, loss_of, batch_of, args: argparse.Namespace, seconds: float, where: Processes) -> int:
+    """The shared loop: AdamW, clipped gradients, bf16 autocast on CUDA, a progress line every 15 s.
+    Returns steps taken."""
     optimizer = torch.optim.AdamW(codec.parameters(), lr=args.lr, weight_decay=1e-4, betas=(0.9, 0.99))
-    rng = np.random.default_rng(args.seed + (0 if name == "video" else 1))
+    seed = args.seed + (0 if name == "video" else 1)
+    rng = np.random.default_rng(seed if where.rank == 0 else [seed, where.rank])  # each process its own clips
+    objective = _Objective(codec, loss_of)
+    if where.world > 1:
+        objective = torch.nn.parallel.DistributedDataParallel(
+            objective, device_ids=[where.device.index] if where.device.type == "cuda" else None)
+    cuda = where.device.type == "cuda"
     codec.train()
     threads = torch.get_num_threads()
+    budget = f"on {where.device}" if cuda else f"of {threads} core(s)"
     start, start_cpu, last_print = time.monotonic(), time.process_time(), 0.0
     step, smoothed = 0, None
     while step < args.steps:
-        # The budget is compute, not wall time: CPU seconds over the threads used, so other work
-        # on a shared machine slows training down but does not cut it short.
-        elapsed = (time.process_time() - start_cpu) / threads
-        if elapsed >= seconds:
+        # On the CPU the budget is compute, not wall time: CPU seconds over the threads used, so other
+        # work on a shared machine slows training down but does not cut it short. On CUDA it is wall time.
+        elapsed = time.monotonic() - start if cuda else (time.process_time() - start_cpu) / threads
+        if where.all_agree(elapsed >= seconds):
             break
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(args.lr, step, max(step / args.steps, elapsed / seconds))
-        target = batch_of(rng)
-        loss = loss_of(codec, target)
+        target = batch_of(rng).to(where.device)
+        with torch.autocast(where.device.type, dtype=torch.bfloat16, enabled=cuda):
+            loss = objective(target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(codec.parameters(), 1.0)
         optimizer.step()
         step += 1
         smoothed = loss.item() if smoothed is None else 0.95 * smoothed + 0.05 * loss.item()
-        if time.monotonic() - last_print > 15 or step == args.steps:
+        if where.rank == 0 and (time.monotonic() - last_print > 15 or step == args.steps):
             last_print = time.monotonic()
-            print(f"{name}: step {step}  {elapsed:4.0f}/{seconds:.0f} s of {threads} core(s) "
+            print(f"{name}: step {step}  {elapsed:4.0f}/{seconds:.0f} s {budget} "
                   f"({last_print - start:.0f} s wall)  loss {smoothed:.4f}  lr {optimizer.param_groups[0]['lr']:.2e}",
                   flush=True)
     codec.eval()
@@ -243,19 +341,22 @@ def _round_weights(codec: torch.nn.Module, dtype: torch.dtype) -> None:
             p.copy_(p.to(dtype))
 
 
-def train_video(args: argparse.Namespace, seconds: float, clips: Clips) -> tuple[VideoCodec, dict]:
+def train_video(args: argparse.Namespace, seconds: float, clips: Clips, where: Processes) -> tuple[VideoCodec, dict]:
+    """Train a video codec of --spatial-stride; the first process then sets its latent scale and scores it."""
     torch.manual_seed(args.seed)
-    codec = build_video_codec(learned_video_config(args.video_latent_channels))
+    codec = build_video_codec(learned_video_config(args.video_latent_channels, args.spatial_stride)).to(where.device)
 
     def batch_of(rng):
         return clips.train(rng, args.batch, args.video_frames)[0]
 
     def loss_of(codec, video):
         raw = codec._encode_raw(video)
-        return video_loss(codec._decode_raw(raw), video)
+        return video_loss(codec._decode_raw(raw).float(), video)
 
     start, cpu = time.monotonic(), time.process_time()
-    steps = _train("video", codec, loss_of, batch_of, args, seconds)
+    steps = _train("video", codec, loss_of, batch_of, args, seconds, where)
+    if where.rank:
+        return codec, {}
     _round_weights(codec, args.weights_dtype)
     _normalise_latents(codec, clips.statistics()[0])
     report = {"steps": steps, "batch": args.batch, "seconds": round(time.monotonic() - start),
@@ -265,23 +366,26 @@ def train_video(args: argparse.Namespace, seconds: float, clips: Clips) -> tuple
     return codec, report
 
 
-def train_audio(args: argparse.Namespace, seconds: float, clips: Clips) -> tuple[AudioCodec, dict]:
+def train_audio(args: argparse.Namespace, seconds: float, clips: Clips, where: Processes) -> tuple[AudioCodec, dict]:
+    """Train an audio codec for the layout's sample rate; the first process then sets its latent scale and scores it."""
     torch.manual_seed(args.seed + 1)
-    codec = build_audio_codec(learned_audio_config(args.audio_latent_channels))
+    codec = build_audio_codec(learned_audio_config(args.audio_latent_channels, clips.layout.sample_rate)).to(where.device)
 
     def batch_of(rng):
-        _, audio = clips.train(rng, args.audio_batch, 17)
+        _, audio = clips.train(rng, args.audio_batch, clips.window)
         with torch.no_grad():
-            return codec.log_magnitude(audio)  # (B, bins, T): the spectra are the training target
+            return codec.log_magnitude(audio.to(where.device))  # (B, bins, T): the spectra are the training target
 
     def loss_of(codec, spectra):
-        return spectrum_loss(codec.decode_log_magnitude(codec.encode_log_magnitude(spectra)), spectra)
+        return spectrum_loss(codec.decode_log_magnitude(codec.encode_log_magnitude(spectra)).float(), spectra)
 
     start, cpu = time.monotonic(), time.process_time()
-    steps = _train("audio", codec, loss_of, batch_of, args, seconds)
+    steps = _train("audio", codec, loss_of, batch_of, args, seconds, where)
+    if where.rank:
+        return codec, {}
     _round_weights(codec, args.weights_dtype)
     _normalise_latents(codec, clips.statistics()[1])
-    agreement = evaluate_audio(codec, audio=clips.scores()[1])
+    agreement = evaluate_audio(codec, audio=clips.scores()[1], sample_rate=clips.layout.sample_rate)
     report = {"steps": steps, "batch": args.audio_batch, "seconds": round(time.monotonic() - start),
               "cpu_seconds": round(time.process_time() - cpu),
               "heldout_agreement": {k: round(v, 4) for k, v in agreement.items()}}
@@ -296,20 +400,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--which", choices=("both", "video", "audio"), default="both",
                         help="train both codecs, or one (the other is copied from --base)")
     parser.add_argument("--data", default="toneshapes",
-                        help="'toneshapes' or a folder of your own videos with sound (cut into 2.125 s clips at 8 fps, "
-                             "64 x 64, 16 kHz mono; the last tenth held out for the scores)")
+                        help="'toneshapes' or a folder of your own videos with sound (cut into windows of the layout: "
+                             "--window-frames at --fps, --size, --sample-rate mono; the last tenth held out for the scores)")
+    add_layout_arguments(parser, "with --which video|audio, --base's")
+    parser.add_argument("--spatial-stride", type=int, default=None,
+                        help="the video codec's spatial down-sampling, a power of 2: the latent grid is --size over it "
+                             "(128x128 at 16: 8 x 8); larger strides add down-sampling stages (default: 8, or --base's "
+                             "with --which audio)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="where to train (default: cuda when there is one); CUDA steps run under bf16 autocast, "
+                             "and under torchrun each process takes its own GPU")
     parser.add_argument("--base", default=None,
                         help="checkpoint to take the untrained codec from with --which video|audio "
                              "(default: the shipped codecs)")
     parser.add_argument("--steps", type=int, default=1_000_000, help="most steps per codec (default: until --minutes)")
     parser.add_argument("--minutes", type=float, default=21.0,
-                        help="compute budget for all training, in minutes of --threads cores (CPU time / threads: "
-                             "the wall time on an idle machine, longer on a shared one); with --which both, "
-                             "--video-share of it goes to video")
+                        help="compute budget for all training: on the CPU in minutes of --threads cores (CPU time / "
+                             "threads: the wall time on an idle machine, longer on a shared one), on CUDA wall minutes; "
+                             "with --which both, --video-share of it goes to video")
     parser.add_argument("--video-share", type=float, default=0.25, help="fraction of --minutes for the video codec")
     parser.add_argument("--batch", type=int, default=4, help="video clips per step")
     parser.add_argument("--video-frames", type=int, default=9, help="frames per training video clip (1 + 4k)")
-    parser.add_argument("--audio-batch", type=int, default=16, help="audio clips (2.125 s) per step")
+    parser.add_argument("--audio-batch", type=int, default=16, help="audio clips (whole windows) per step")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--video-latent-channels", type=int, default=16)
@@ -320,11 +432,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default="codecs.safetensors", help="where to write the checkpoint")
 
 
+def _with_layout(args: argparse.Namespace, config: AVDiTConfig) -> tuple[AVDiTConfig, str | None]:
+    """`config` with the layout options and --spatial-stride (which gets its default here), or why they are
+    refused. With --which video|audio the other codec is kept from --base: the options it depends on must agree."""
+    kept = {"both": (), "video": ("sample_rate",), "audio": ("size", "fps")}[args.which]
+    layout, differ = with_layout_options(config.layout, {name: getattr(args, name) for name in LAYOUT_OPTIONS}, kept)
+    if args.which == "audio" and args.spatial_stride not in (None, config.video_codec.spatial_stride):
+        differ.append(f"--spatial-stride {args.spatial_stride} (it has {config.video_codec.spatial_stride})")
+    if differ:
+        other = "audio" if args.which == "video" else "video"
+        return config, (f"--which {args.which} keeps the {other} codec of --base {args.base or 'the shipped codecs'}, made "
+                        f"for another layout: {'; '.join(differ)}; leave these options out, or train both codecs (--which both)")
+    if args.spatial_stride is None:
+        args.spatial_stride = config.video_codec.spatial_stride if args.which == "audio" else 8
+    config = replace(config, layout=layout, video_codec=replace(config.video_codec, spatial_stride=args.spatial_stride))
+    problem = grid_problem(config)
+    if problem:
+        return config, f"--size {size_text(layout)} with --spatial-stride {args.spatial_stride}: {problem}"
+    if args.which != "audio" and args.video_frames > layout.window_frames:
+        return config, (f"--video-frames {args.video_frames} is longer than the training window (--window-frames "
+                        f"{layout.window_frames}); expected at most {layout.window_frames}")
+    return config, None
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.steps < 1 or args.minutes <= 0 or args.batch < 1 or args.audio_batch < 1 or not 0 < args.video_share < 1:
-        print("train-codec: --steps, --minutes, --batch and --audio-batch must be positive and "
-              "--video-share between 0 and 1", file=sys.stderr)
+    def refuse(message: str) -> int:
+        print(f"train-codec: {message}", file=sys.stderr)
         return 2
+
+    if args.steps < 1 or args.minutes <= 0 or args.batch < 1 or args.audio_batch < 1 or not 0 < args.video_share < 1:
+        return refuse("--steps, --minutes, --batch and --audio-batch must be positive and --video-share between 0 and 1")
     if args.threads:
         torch.set_num_threads(args.threads)
     args.weights_dtype = getattr(torch, args.weights_dtype)
@@ -335,32 +472,41 @@ def run(args: argparse.Namespace) -> int:
         try:
             base_video, base_audio, base_config = load_codecs(args.base)
         except CheckpointError as exc:
-            print(f"train-codec: --which {args.which} keeps the other codec from --base: {exc}", file=sys.stderr)
-            return 2
+            return refuse(f"--which {args.which} keeps the other codec from --base: {exc}")
         config = replace(base_config)
         report = dict(base_config.training.get("codecs", {}))
+    config, refusal = _with_layout(args, config)
+    if refusal:
+        return refuse(refusal)
     try:
-        clips = Clips(args.data)
+        clips = Clips(args.data, config.layout)
     except ValueError as exc:
-        print(f"train-codec: --data {args.data}: {exc}", file=sys.stderr)
-        return 2
-    report.update({
-        "data": clips.describe(),
-        "hardware": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
-        "lr": args.lr, "seed": args.seed,
-    })
+        return refuse(f"--data {args.data}: {exc}")
+    from avdit.train import _distributed
+
+    rank, world, dist_device = _distributed()
+    where = Processes(dist_device or torch.device(args.device), rank, world)
+    if where.device.type == "cuda":
+        hardware = f"{torch.cuda.get_device_name(where.device)}, bf16 autocast"
+    else:
+        hardware = f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    report.update({"data": clips.describe(), "hardware": f"{hardware}, torch {torch.__version__}",
+                   "processes": world, "lr": args.lr, "seed": args.seed})
     if args.which in ("both", "video"):
-        video, report["video"] = train_video(args, seconds * (args.video_share if args.which == "both" else 1.0), clips)
+        video, report["video"] = train_video(args, seconds * (args.video_share if args.which == "both" else 1.0), clips, where)
     else:
         video = base_video
     if args.which in ("both", "audio"):
-        audio, report["audio"] = train_audio(args, seconds * (1 - args.video_share if args.which == "both" else 1.0), clips)
+        audio, report["audio"] = train_audio(args, seconds * (1 - args.video_share if args.which == "both" else 1.0), clips, where)
     else:
         audio = base_audio
-    config.video_codec, config.audio_codec = video.config, audio.config
-    config.training = {**config.training, "codecs": report}
-    tensors = {f"video_codec.{k}": v.to(args.weights_dtype) for k, v in video.state_dict().items()}
-    tensors.update({f"audio_codec.{k}": v.to(args.weights_dtype) for k, v in audio.state_dict().items()})
-    path = save_checkpoint(args.output, config, tensors)
-    print(f"saved {path} ({os.path.getsize(path) / 1e6:.1f} MB)", flush=True)
+    if rank == 0:
+        video, audio = video.cpu(), audio.cpu()
+        config.video_codec, config.audio_codec = video.config, audio.config
+        config.training = {**config.training, "codecs": report}
+        tensors = {f"video_codec.{k}": v.to(args.weights_dtype) for k, v in video.state_dict().items()}
+        tensors.update({f"audio_codec.{k}": v.to(args.weights_dtype) for k, v in audio.state_dict().items()})
+        path = save_checkpoint(args.output, config, tensors)
+        print(f"saved {path} ({os.path.getsize(path) / 1e6:.1f} MB)", flush=True)
+    where.finish()
     return 0
