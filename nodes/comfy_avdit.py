@@ -69,7 +69,8 @@ class AVDiTLatentFormat(comfy.latent_formats.LatentFormat):
         with torch.no_grad():
             frames = codec.decode(video[:1, :, middle:middle + 1].float().to(device))  # (1, f, H, W, 3)
         frame = frames[0, frames.shape[1] // 2].clamp(0, 1).movedim(-1, 0)  # (3, H, W)
-        frame = frame.repeat_interleave(4, dim=1).repeat_interleave(4, dim=2)  # 64 px is small on the page
+        scale = max(1, 256 // max(frame.shape[1:]))  # enlarged to about 256 px: 64 px is small on the page
+        frame = frame.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)
         return (frame * 2 - 1)[None, :, None].to(x0.device)
 
 
