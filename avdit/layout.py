@@ -172,12 +172,21 @@ class Layout:
         if modality not in frames:
             raise ValueError(f"modality is {modality!r}; expected 'video' or 'audio'")
         latent = frames[modality].clamp(max=self.duration)  # padding past the clip's end is not content
-        inside = torch.zeros(latent.shape[0], dtype=torch.bool)
+        checked = []
         for start, end in spans:
             start = _check_seconds("span start", start)
             end = _check_seconds("span end", end)
             if end < start:
                 raise ValueError(f"span ({start}, {end}) ends before it starts; give (start, end) with start <= end seconds")
+            checked.append((start, end))
+        merged = []  # touching or overlapping spans are one span: a frame across their join is covered
+        for start, end in sorted(checked):
+            if merged and start <= merged[-1][1] + _EPS:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+            else:
+                merged.append((start, end))
+        inside = torch.zeros(latent.shape[0], dtype=torch.bool)
+        for start, end in merged:
             inside |= (latent[:, 0] >= start - _EPS) & (latent[:, 1] <= end + _EPS)
         return inside
 

@@ -89,3 +89,16 @@ def test_bad_times_are_refused_with_their_value():
         Layout.from_config(AVDiTConfig(), duration=-1)
     with pytest.raises(ValueError, match=r"task is 'dance'; expected one of"):
         task_mask("dance", layout)
+
+
+def test_touching_or_overlapping_spans_cover_what_one_span_would():
+    layout = causal_layout()  # video latent frames 0..0.125, 0.125..0.625, 0.625..1.125, ...
+    for modality in ("video", "audio"):
+        whole = layout.covered([(0.0, 2.125)], modality)
+        assert bool(whole.all())
+        # split at 1.0 s, inside video latent frame 0.625..1.125: the frame across the join is still covered
+        assert torch.equal(layout.covered([(1.0, 2.125), (0.0, 1.0)], modality), whole)
+        assert torch.equal(layout.covered([(0.0, 1.2), (0.9, 2.125)], modality), whole)
+    # a real gap is not bridged: 0.95..1.05 s is not given, so the video frame holding it is not covered
+    gap = layout.covered([(0.0, 0.95), (1.05, 2.125)], "video")
+    assert gap.tolist() == [True, True, False, True, True]
