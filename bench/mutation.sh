@@ -5,8 +5,16 @@
 #   bench/mutation.sh avdit/schedule.py    # one file (or several)
 #   JOBS=2 bench/mutation.sh               # mutants run in parallel (default 1: a shared 2-core box)
 #   RECHECK=0 MUTATION_TESTS="tests/test_invariants.py tests/test_model.py" bench/mutation.sh avdit/model.py
+#   MUTANTS="avdit.sampling.x_schedule_levels* avdit.sampling.x__report*" bench/mutation.sh avdit/sampling.py
 #
-# Works on a copy (avdit/, tests/, pyproject.toml) in $MUTATION_WORKDIR (default
+# MUTANTS: only these mutants are run (mutmut's names, fnmatch patterns, space-separated; the others
+# are listed as "not checked" and left out of the table). Names: avdit.MODULE.x_FUNCTION__mutmut_N,
+# and avdit.MODULE.xǁCLASSǁMETHOD__mutmut_N for methods ("avdit.model.x*AVDiT*__init__*" spares
+# typing ǁ). A pattern with * must also match the function's own name, as these do (mutmut picks
+# the clean run's tests by it): "avdit.model.x_sinusoid*", not "avdit.model.x_sinusoid__mutmut_1*";
+# exact names work too. `mutmut results --all true` in the work folder lists every name.
+#
+# Works on a copy (avdit/, tests/, bench/, pyproject.toml) in $MUTATION_WORKDIR (default
 # ${TMPDIR:-/tmp}/avdit-mutation), so mutmut's mutants/ folder and cache never land in the
 # repository. Prints mutmut's summary, then survivors per file; `mutmut show NAME` in the work
 # folder shows one. Which survivors are equivalent, and why: docs/mutation.md.
@@ -17,11 +25,11 @@ FILES=("$@")
 [ ${#FILES[@]} -gt 0 ] || FILES=(avdit/schedule.py avdit/sampling.py avdit/monl.py avdit/model.py avdit/train.py)
 # the fast tests that exercise these modules (the slow tier, `-m slow`, is left out);
 # MUTATION_TESTS="tests/a.py tests/b.py" runs others (fewer tests: a faster, weaker run)
-read -r -a TESTS <<< "${MUTATION_TESTS:-tests/test_invariants.py tests/test_sampling.py tests/test_monl.py tests/test_model.py tests/test_layout.py}"
+read -r -a TESTS <<< "${MUTATION_TESTS:-tests/test_invariants.py tests/test_sampling.py tests/test_monl.py tests/test_model.py tests/test_layout.py tests/test_protocol.py}"
 
 rm -rf "$WORK"
 mkdir -p "$WORK"
-cp -r "$ROOT/avdit" "$ROOT/tests" "$ROOT/pyproject.toml" "$WORK/"
+cp -r "$ROOT/avdit" "$ROOT/tests" "$ROOT/bench" "$ROOT/pyproject.toml" "$WORK/"  # bench/: a test loads a script from it
 find "$WORK" -name __pycache__ -prune -exec rm -rf {} +
 {
   echo "[mutmut]"
@@ -34,6 +42,8 @@ find "$WORK" -name __pycache__ -prune -exec rm -rf {} +
   printf '    %s\n' -m "not slow" -p no:cacheprovider -q
   echo "process_isolation = forkserver"
   echo "use_git_change_detection = false"
+  echo "also_copy ="
+  echo "    bench"
 } > "$WORK/setup.cfg"
 cd "$WORK"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
@@ -41,11 +51,13 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 # space (a normal worker needs about 1.2 GB) so such a mutant dies with MemoryError, counted killed.
 ulimit -v $(( ${MUTATION_MEMORY_GB:-6} * 1024 * 1024 ))
 start=$(date +%s)
-mutmut run --max-children "${JOBS:-1}" || true
+read -r -a MUTANT_PATTERNS <<< "${MUTANTS:-}"
+mutmut run --max-children "${JOBS:-1}" ${MUTANT_PATTERNS[@]+"${MUTANT_PATTERNS[@]}"} || true
 echo "mutmut run took $(( $(date +%s) - start )) s"
 mutmut results --all true > results.txt 2>&1 || mutmut results > results.txt 2>&1 || true
-python - "$WORK/results.txt" <<'PY'
-import collections, re, sys
+python - "$WORK/results.txt" ${MUTANT_PATTERNS[@]+"${MUTANT_PATTERNS[@]}"} <<'PY'
+import collections, fnmatch, re, sys
+patterns = sys.argv[2:]  # MUTANTS: count only the chosen mutants
 counts = collections.defaultdict(collections.Counter)
 survivors = collections.defaultdict(list)
 for line in open(sys.argv[1]):
@@ -53,6 +65,8 @@ for line in open(sys.argv[1]):
     if not m:
         continue
     module, name, status = m.group(1), m.group(2), m.group(3).strip()
+    if patterns and not any(fnmatch.fnmatchcase(f"{module}.{name}", p) for p in patterns):
+        continue
     counts[module][status] += 1
     if status == "survived":
         survivors[module].append(name)

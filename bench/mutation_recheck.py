@@ -3,12 +3,15 @@ code and run the fast tests on it, outside mutmut's trampolines and test selecti
 
     python bench/mutation_recheck.py [--skip EARLIER_OUTPUT] WORKDIR [TEST ...]
 
-WORKDIR is the folder bench/mutation.sh ran mutmut in (its avdit/ is the unmutated code); the
-tests are this repository's as they are now (so tests written after the run count). For each
-mutant `mutmut results` lists as survived, `mutmut show` gives a diff of one function; its
-removed lines are found in that function in a temporary copy, replaced by the added lines, and
-pytest -x runs the given tests (default: the ones bench/mutation.sh uses). First the unmutated
-copy must pass them. Prints one line per survivor, 'killed' or 'survived', and a count.
+WORKDIR is the folder bench/mutation.sh ran mutmut in. The code and the tests are this
+repository's as they are now (avdit/, tests/, bench/), so tests written after the run count, and
+a run on older code is re-checked against the code and tests of today (other modules may have
+moved on, with tests to match). For each mutant `mutmut results` lists as survived, `mutmut
+show` gives a diff of one function; its removed lines are found in that function in a temporary
+copy, replaced by the added lines, and pytest -x runs the given tests (default: the ones
+bench/mutation.sh uses). A mutant whose lines are no longer in its function (the code changed
+since the run) is reported 'not applied'. First the unmutated copy must pass the tests. Prints
+one line per survivor, 'killed', 'survived' or 'not applied', and a count.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ["tests/test_invariants.py", "tests/test_sampling.py", "tests/test_monl.py", "tests/test_model.py",
-         "tests/test_layout.py"]
+         "tests/test_layout.py", "tests/test_protocol.py"]
 
 
 def mutmut(workdir: Path, *args: str) -> str:
@@ -72,8 +75,9 @@ def main() -> int:
     def run_tests(diff=None, name=None):
         with tempfile.TemporaryDirectory(prefix="avdit-recheck-") as tmp:
             copy = Path(tmp)
-            shutil.copytree(workdir / "avdit", copy / "avdit")
-            shutil.copytree(ROOT / "tests", copy / "tests")
+            shutil.copytree(ROOT / "avdit", copy / "avdit", ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(ROOT / "tests", copy / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(ROOT / "bench", copy / "bench", ignore=shutil.ignore_patterns("__pycache__"))  # a test loads a script from it
             shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
             if diff is not None and not apply(diff, copy, name):
                 return None

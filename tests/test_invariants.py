@@ -644,7 +644,11 @@ def test_token_modulation_inspects_block_0_by_default(tiny_model):
     assert not torch.allclose(first, tiny_model.token_modulation(lv, la, 4, block=1))
 
 
-@pytest.mark.parametrize("monl", [MonlConfig(task="continue"), MonlConfig(clean_probability=0.3)], ids=["task", "mixture"])
+@pytest.mark.parametrize("monl", [MonlConfig(task="continue"), MonlConfig(clean_probability=0.3),
+                                  # added with the mutation run over issue 15's task draws and logit-normal levels
+                                  MonlConfig(task_probability=0.5), MonlConfig(level_sampling="logit_normal"),
+                                  MonlConfig(task="a2v", level_sampling="logit_normal")],
+                         ids=["task", "mixture", "task-draws", "logit-normal", "task-logit-normal"])
 def test_draws_come_from_the_given_generator(monl):
     torch.manual_seed(0)
     a, _ = draw_levels(8, 5, monl, torch.Generator().manual_seed(3))
@@ -894,3 +898,260 @@ def test_levels_of_the_wrong_shape_are_refused(tiny_model):
         with pytest.raises(ValueError, match=rf"levels have shapes \({lv.shape[0]}, {lv.shape[1]}\) and \({la.shape[0]}, {la.shape[1]}\); "
                                              r"expected \(2, 5\) and \(2, 107\)"):
             tiny_model(video, audio, lv, la)
+
+
+# --- found by the mutation run over the rest of sampling.py (docs/mutation.md) -------------------------------
+def test_the_sampler_callback_gets_each_steps_state():
+    x = torch.tensor([0.8, -0.4], dtype=torch.float64)
+    d = torch.tensor([0.3, 0.1], dtype=torch.float64)
+    seen = []
+    SAMPLERS["euler"](lambda x_, s: d.clone(), x.clone(), [0.8, 0.5, 0.0], callback=lambda info: seen.append(dict(info)))
+    assert [sorted(info) for info in seen] == [["denoised", "i", "sigma", "x"]] * 2
+    assert [(info["i"], info["sigma"]) for info in seen] == [(0, 0.8), (1, 0.5)]
+    torch.testing.assert_close(seen[0]["x"], x)
+    torch.testing.assert_close(seen[1]["x"], x + (x - d) / 0.8 * (0.5 - 0.8))  # the state at sigma, before the step
+    torch.testing.assert_close(seen[1]["denoised"], d)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_ancestral_samplers_keep_the_latents_dtype(dtype):
+    x = torch.randn(64, generator=torch.Generator().manual_seed(0)).to(dtype)
+    model = lambda x_, s: torch.zeros_like(x_)
+    for name, eta in [("euler_ancestral", 1.0), ("ddim", 0.5)]:
+        out = SAMPLERS[name](model, x.clone(), [0.8, 0.4, 0.2], generator=torch.Generator().manual_seed(1), eta=eta)
+        assert out.dtype == dtype, name
+
+
+@pytest.mark.parametrize("eta", [1.0, 0.5, 0.0])
+def test_ancestral_steps_replace_the_share_of_the_noise_that_eta_says(eta):
+    # from x = (1 - s) x0 + s eps, a step to s' keeps (1 - s') / (1 - s_down) * s_down of eps, where
+    # s_down = s' (1 + (s'/s - 1) eta), and adds fresh noise for the rest of the variance s'^2
+    from avdit.sampling import _ancestral_step
+
+    g = torch.Generator().manual_seed(2)
+    eps = torch.randn(200_000, generator=g, dtype=torch.float64)
+    s, s_next, x0 = 0.8, 0.4, 0.5
+    x = (1 - s) * x0 + s * eps
+    if eta == 1.0:  # the euler_ancestral sampler's default eta
+        out = SAMPLERS["euler_ancestral"](lambda x_, u: torch.full_like(x_, x0), x.clone(), [s, s_next], generator=g)
+    else:
+        out = _ancestral_step(x, torch.full_like(x, x0), s, s_next, eta, g)
+    s_down = s_next * (1 + (s_next / s - 1) * eta)
+    kept = (1 - s_next) / (1 - s_down) * s_down  # eta 1: 0.15, 0.5: 0.257, 0: 0.4 (all of it, DDIM)
+    centred = out - out.mean()
+    assert float((centred * eps).mean() / eps.var()) == pytest.approx(kept, abs=0.005)
+    assert float(out.std()) == pytest.approx(s_next, rel=0.01)
+
+
+def test_schedule_levels_take_one_step_and_refuse_bad_steps_and_shifts():
+    flow = schedule_of("flow", "velocity")
+    for name in ("simple", "uniform", "karras"):
+        assert schedule_levels(name, 1, flow).tolist() == [1.0, 0.0], name
+    with pytest.raises(ValueError, match="^steps is 0; expected at least 1$"):
+        schedule_levels("simple", 0, flow)
+    for shift in (0.0, -1.0, math.inf, math.nan):
+        with pytest.raises(ValueError, match=rf"^shift is {shift}; expected a positive number \(1 = no shift\)$"):
+            schedule_levels("simple", 4, flow, shift=shift)
+
+
+@pytest.mark.parametrize("kind,target", SCHEDULES, ids=IDS)
+def test_schedule_levels_are_float64_and_uniform_is_simple(kind, target):
+    schedule = schedule_of(kind, target)
+    for name in ("simple", "uniform", "karras"):
+        assert schedule_levels(name, 6, schedule).dtype == torch.float64, name
+    torch.testing.assert_close(schedule_levels("uniform", 6, schedule), schedule_levels("simple", 6, schedule), rtol=0, atol=0)
+
+
+def test_shift_2_moves_the_flow_levels_as_sd3_says():
+    # u -> 2u / (1 + u)
+    assert schedule_levels("simple", 4, schedule_of("flow", "velocity"), shift=2.0).tolist() == pytest.approx(
+        [1.0, 1.5 / 1.75, 1.0 / 1.5, 0.5 / 1.25, 0.0], rel=1e-12)
+
+
+@pytest.mark.parametrize("kind,target,nsr_max", [("flow", "velocity", 1000.0), ("cosine", "eps", math.sqrt(1 - 0.01**2) / 0.01)],
+                         ids=["flow-capped", "cosine-eps"])
+def test_karras_levels_are_the_rho_7_ramp_of_the_noise_to_signal_ratio(kind, target, nsr_max):
+    # sigma / alpha from min(its value at the top level, 1000) down to 0.002, uniform in its 1/7th power;
+    # the first level is the top level itself and the last is 0
+    schedule, steps = schedule_of(kind, target), 10
+    levels = schedule_levels("karras", steps, schedule)
+    ramp = torch.linspace(0, 1, steps, dtype=torch.float64)
+    nsr = (nsr_max ** (1 / 7) + ramp * (0.002 ** (1 / 7) - nsr_max ** (1 / 7))) ** 7
+    u = schedule.flow_sigma(levels)
+    torch.testing.assert_close(u[1:steps] / (1 - u[1:steps]), nsr[1:], rtol=1e-9, atol=0)
+    assert float(levels[0]) == schedule.max_level and float(levels[-1]) == 0.0
+
+
+@pytest.mark.parametrize("kind,target", SCHEDULES, ids=IDS)
+@pytest.mark.parametrize("scheduler", ["simple", "karras"])
+def test_a_block_at_a_grid_level_is_held_until_the_sampler_reaches_it_and_never_conditions_at_it(kind, target, scheduler):
+    # for every level of the grid, small ones included (karras ends near 0.002): at the step whose level is the
+    # block's, the block is still fed as held and nothing is guided; one step earlier it is held and conditions
+    from avdit.monl import NoiseLevelMask
+
+    layout = Layout.from_config(tiny_config())
+    schedule = schedule_of(kind, target)
+    levels = schedule_levels(scheduler, 10, schedule)
+    sigmas = [float(u) for u in schedule.flow_sigma(levels)]
+    g = torch.Generator().manual_seed(5)
+    video = torch.randn(1, 16, layout.video_latent_frames, 2, 2, generator=g)
+    audio = torch.randn(1, 16, layout.audio_latent_frames, generator=g)
+    for k in range(1, len(levels) - 1):
+        video_levels = torch.ones(layout.video_latent_frames, dtype=torch.float64)
+        video_levels[0] = levels[k]
+        mask = NoiseLevelMask(video_levels, torch.ones(layout.audio_latent_frames, dtype=torch.float64))
+        model = KnownX0(1, cond=1.0, uncond=-1.0)
+        denoiser = MonlDenoiser(model, schedule, mask, video, audio, levels, torch.Generator().manual_seed(1), Guidance(video=2.0, audio=2.0))
+        reference_v, _ = denoiser.unpack(denoiser.reference)
+        for sigma, batch in ((sigmas[k - 1], 2), (sigmas[k], 1)):
+            model.calls.clear()
+            denoiser(torch.zeros_like(denoiser.initial_noise()), sigma)
+            in_v = model.calls[0][0]
+            assert in_v.shape[0] == batch, (k, float(levels[k]), sigma)
+            # fed as held: the given content noised to the block's level, at the model's input scale for that level
+            torch.testing.assert_close(in_v[:1, :, 0], reference_v[:, :, 0] * float(schedule.flow_scale(levels[k])), rtol=1e-6, atol=1e-6)
+
+
+# --- found by the mutation run over the rest of model.py (docs/mutation.md) ----------------------------------
+def test_sinusoid_is_cos_and_sin_at_geometric_frequencies_from_1_to_1_over_max_period():
+    from avdit.model import sinusoid
+
+    values = torch.tensor([0.0, 1.0, 37.5, 999.0])
+    for dim, max_period in ((8, 10000.0), (9, 10000.0), (8, 100.0)):
+        freqs = torch.tensor([max_period ** (-i / 4) for i in range(4)], dtype=torch.float64)
+        angles = values.double()[:, None] * freqs
+        expected = torch.cat([angles.cos(), angles.sin(), torch.zeros(4, dim - 8, dtype=torch.float64)], dim=1)
+        out = sinusoid(values, dim) if max_period == 10000.0 else sinusoid(values, dim, max_period)
+        torch.testing.assert_close(out.double(), expected, rtol=0, atol=1e-4)
+    # any leading shape: (...,) -> (..., dim)
+    grid = torch.tensor([[0.0, 1.0], [37.5, 999.0]])
+    torch.testing.assert_close(sinusoid(grid, 8), sinusoid(values, 8).view(2, 2, 8))
+
+
+def test_latent_times_of_a_non_causal_codec_are_the_midpoints_of_groups_of_stride_frames():
+    import dataclasses
+
+    from avdit.codecs.analytic import analytic_video_config
+    from avdit.model import latent_times
+
+    config = dataclasses.replace(tiny_config(), video_codec=analytic_video_config(causal=False))
+    fps, hop, sr = config.layout.fps, config.audio_codec.hop, config.layout.sample_rate
+    video_times, audio_times = latent_times(config, 5, 7)
+    assert video_times.tolist() == pytest.approx([(4 * i + 2) / fps for i in range(5)])  # frames 4i .. 4i + 3
+    assert audio_times.tolist() == pytest.approx([(j + 0.5) * hop / sr for j in range(7)])
+
+
+def test_audio_latent_times_are_float64_midpoints_rounded_once_to_float32():
+    # a 44.1 kHz layout, hop 441: computed in float32 they would be 1 ulp off after about 190 s
+    import dataclasses
+
+    from avdit.model import latent_times
+
+    config = tiny_config()
+    config = dataclasses.replace(config, audio_codec=dataclasses.replace(config.audio_codec, hop=441),
+                                 layout=dataclasses.replace(config.layout, sample_rate=44100))
+    _, audio_times = latent_times(config, 1, 20_000)
+    assert torch.equal(audio_times, ((torch.arange(20_000, dtype=torch.float64) + 0.5) * 0.01).float())
+
+
+def test_the_model_has_the_parameters_of_the_written_out_dit():
+    # embeddings, one learned row per modality, the level MLP, per block qkv / proj / a width x mlp_ratio MLP /
+    # 6D modulation, and the final 2D modulation and heads; in the tiny preset and with mlp_ratio 2.5
+    from avdit.config import AVDiTConfig
+    from avdit.model import model_config
+
+    for mlp_ratio in (4.0, 2.5):
+        config = AVDiTConfig(model=model_config("tiny", mlp_ratio=mlp_ratio))
+        model = AVDiT(config)
+        d, f, depth, hidden = 64, config.model.level_frequencies, config.model.depth, int(64 * mlp_ratio)
+        cv, ca = config.video_codec.latent_channels * config.model.video_patch**2, config.audio_codec.latent_channels
+        linear = lambda i, o: i * o + o
+        block = linear(d, 3 * d) + linear(d, d) + linear(d, hidden) + linear(hidden, d) + linear(d, 6 * d)
+        expected = (linear(cv, d) + linear(ca, d) + 2 * d + linear(f, d) + linear(d, d) + depth * block
+                    + linear(d, 2 * d) + linear(d, cv) + linear(d, ca))
+        assert sum(p.numel() for p in model.parameters()) == expected, mlp_ratio
+
+
+def test_a_width_that_heads_do_not_divide_is_refused():
+    from avdit.model import Block
+
+    with pytest.raises(ValueError, match="^width 10 must be divisible by heads 3$"):
+        Block(10, 3, 4.0)
+
+
+def test_the_modality_embedding_starts_small():
+    torch.manual_seed(0)
+    std = float(AVDiT(tiny_config()).modality_embed.detach().std())
+    assert 0.012 < std < 0.028, std  # N(0, 0.02) over 2 x 64 values
+
+
+def test_gradient_checkpointing_is_off_unless_asked_for():
+    # checkpointing recomputes each block's forward in backward: one call per block per step without it, two with it
+    torch.manual_seed(0)
+    model = AVDiT(tiny_config())
+    calls = []
+    model.blocks[0].register_forward_pre_hook(lambda *_: calls.append(1))
+    video, audio, lv, la = batch_inputs(1)
+    for checkpointing, want in ((None, 1), (True, 2)):
+        if checkpointing:
+            model.gradient_checkpointing = True
+        calls.clear()
+        out_v, out_a = model(video, audio, lv, la)
+        (out_v.sum() + out_a.sum()).backward()
+        assert len(calls) == want, checkpointing
+
+
+# --- found by the mutation run over monl.py's task draws and the loss weighting (docs/mutation.md) ----------
+def test_an_unknown_loss_weighting_is_refused():
+    layout = Layout.from_config(tiny_config())
+    video, audio = torch.zeros(1, 16, 5, 4, 4), torch.zeros(1, 16, 107)
+    model = lambda v, a, lv, la: (v, a)
+    with pytest.raises(ValueError, match="^loss weighting is 'mean'; expected 'elements' or 'modality'$"):
+        monl_loss(model, schedule_of("flow", "velocity"), MonlConfig(loss_weighting="mean"), video, audio, layout)
+
+
+def test_modality_weighting_counts_a_modality_with_one_noised_element_and_a_batch_of_one():
+    # a 1-channel 1x1 video latent: a noised segment is one element (segments are latent frames here)
+    from tests.test_protocol import KnownError
+
+    layout = Layout.from_config(tiny_config())
+    schedule = schedule_of("flow", "velocity")
+    monl = MonlConfig(weights={"per_modality_segment": 1.0}, clean_probability=0.8, loss_weighting="modality")
+    video, audio = torch.zeros(256, 1, 5, 1, 1), torch.zeros(256, 16, 107)
+    loss = monl_loss(KnownError(1.0, 2.0), schedule, monl, video, audio, layout, torch.Generator().manual_seed(0))
+    levels, _ = draw_levels(256, layout.num_segments, monl, torch.Generator().manual_seed(0))  # the same draw
+    video_levels, audio_levels = per_frame_levels(levels, layout)
+    noised_v, noised_a = (video_levels > 0).any(1), (audio_levels > 0).any(1)
+    assert bool(((video_levels > 0).sum(1) == 1).any()), "no sample with exactly one noised video element"
+    per_sample = torch.where(noised_v & noised_a, 2.5, torch.where(noised_v, 1.0, 4.0))  # errors 1 and 2, squared
+    assert float(loss.detach()) == pytest.approx(float(per_sample[noised_v | noised_a].mean()), rel=1e-5)
+    # one sample, only its video noised (a2v): the loss is its video error
+    one = monl_loss(KnownError(3.0, 2.0), schedule, MonlConfig(task="a2v", loss_weighting="modality"), video[:1], audio[:1], layout,
+                    torch.Generator().manual_seed(0))
+    assert float(one.detach()) == pytest.approx(9.0, rel=1e-5)
+
+
+def test_elements_weighting_of_a_batch_with_one_noised_element_is_that_elements_error():
+    from tests.test_protocol import KnownError
+
+    layout = Layout.from_config(tiny_config())
+    monl = MonlConfig(weights={"per_modality_segment": 1.0}, clean_probability=0.8)
+    # a seed whose draw noises one video segment and nothing else: one element of a 1-channel 1x1 video latent
+    seed = next(s for s in range(1000) if (lambda l: int((l > 0).sum()) == 1 and bool((l[0, 0] > 0).any()))(
+        draw_levels(1, layout.num_segments, monl, torch.Generator().manual_seed(s))[0][0]))
+    loss = monl_loss(KnownError(3.0, 2.0), schedule_of("flow", "velocity"), monl, torch.zeros(1, 1, 5, 1, 1), torch.zeros(1, 16, 107),
+                     layout, torch.Generator().manual_seed(seed))
+    assert float(loss.detach()) == pytest.approx(9.0, rel=1e-5)
+
+
+def test_custom_levels_are_float32_whatever_they_come_as_and_their_absence_is_named():
+    layout = Layout.from_config(tiny_config())
+    rows = [[0, 1, 1, 1, 0], [1, 1, 0, 1, 1]]
+    want = task_mask("custom", layout, levels=[[float(v) for v in row] for row in rows])
+    for given in (rows, torch.tensor(rows, dtype=torch.float64), torch.tensor(rows)):
+        mask = task_mask("custom", layout, levels=given)
+        assert mask.video.dtype == mask.audio.dtype == torch.float32
+        assert torch.equal(mask.video, want.video) and torch.equal(mask.audio, want.audio)
+    with pytest.raises(ValueError, match=r"^task 'custom' needs levels: a \(2, N\) matrix, row 0 video, row 1 audio, one column per segment$"):
+        task_mask("custom", layout)
+
