@@ -49,10 +49,10 @@ def demo_scores():
     reference = evaluate.frame_features(reference_video.numpy(), reference_audio[:, 0].numpy()).reshape(-1, 26)
     with torch.no_grad():
         latents = pipe.video_codec.encode(video), pipe.audio_codec.encode(audio)
-    args = argparse.Namespace(steps=10, sampler="euler", seed=0, guidance=3.0)
+    args = argparse.Namespace(steps=10, sampler="euler", seed=0)
     scores = {}
     for task in ("a2v", "v2a", "continue"):
-        out_video, out_audio = evaluate.run_task(pipe, task, *latents, layout, args)
+        out_video, out_audio = evaluate.run_task(pipe, task, *latents, layout, args, 3.0)
         scores[task] = evaluate._scores(out_video, out_audio, reference, task, layout)
     shuffled = evaluate.agreement_score(video.numpy(), audio[:, 0].roll(1, 0).numpy())
     return scores, shuffled
