@@ -76,6 +76,8 @@ def _ancestral_step(x, denoised, s, s_next, eta, generator):
     s_down <= s_next deterministically, then rescale and add noise so the marginal at s_next
     is again (1 - s_next) x0 + s_next eps.
     """
+    if s_next == s:  # a step of length 0 (a repeated level, e.g. sigmas 1, 1, ...): nothing moves
+        return x
     if s_next == 0 or eta == 0:
         eps = (x - (1 - s) * denoised) / s
         return (1 - s_next) * denoised + s_next * eps
@@ -331,11 +333,16 @@ def held_mask(levels: torch.Tensor, sigma: float, sigmas: torch.Tensor, t_star: 
     return torch.where(free, torch.ones_like(t_star), t_star / sigma.clamp(min=1e-12))
 
 
+SNAP_SLACK = 1e-6  # far above float32 rounding near 1 (6e-8), far below any grid spacing (1000 steps: 1e-3)
+
+
 def _snap_down(mask_levels: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     """For each mask level, the largest level of the descending `grid` that is <= it (0 if none).
     A binary search, so it costs little on the millions of tokens of a large latent."""
     ascending = grid.to(mask_levels.device, mask_levels.dtype).flip(0).contiguous()
-    index = torch.searchsorted(ascending, (mask_levels + 1e-9).contiguous(), right=True) - 1
+    # a level within SNAP_SLACK below a grid level is on it: a mask stored in float32 (0.7 -> 0.69999999)
+    # must not drop to the grid level beneath
+    index = torch.searchsorted(ascending, (mask_levels + SNAP_SLACK).contiguous(), right=True) - 1
     return torch.where(index >= 0, ascending[index.clamp(min=0)], torch.zeros_like(mask_levels)).clamp(min=0)
 
 

@@ -156,3 +156,26 @@ def test_schedules_run_from_the_top_level_to_zero():
     assert float(schedule_levels("simple", 4, eps)[0]) == pytest.approx(eps.max_level) and eps.max_level < 1
     with pytest.raises(ValueError, match="scheduler is 'linear'; expected one of"):
         schedule_levels("linear", 4, flow)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_a_repeated_level_is_a_step_in_place_for_every_sampler(name):
+    """sigmas 1, 1, 0.5, 0 give what 1, 0.5, 0 give (the ancestral step divided by zero there)."""
+    from avdit.sampling import SAMPLERS as samplers
+
+    model = gaussian_x0(0.3, 0.5)
+    start = torch.randn(4, 8, generator=torch.Generator().manual_seed(0))
+    runs = [samplers[name](model, start.clone(), torch.tensor(s, dtype=torch.float64), generator=torch.Generator().manual_seed(1))
+            for s in ([1.0, 1.0, 0.5, 0.0], [1.0, 0.5, 0.0])]
+    assert torch.isfinite(runs[0]).all()
+    if name != "dpmpp_2m":  # its second-order history differs after an extra step; the others carry none
+        assert torch.allclose(runs[0], runs[1], atol=1e-12)
+
+
+def test_a_float32_mask_level_on_a_grid_level_is_held_there_not_one_step_lower():
+    from avdit.sampling import held_mask, snap_levels
+
+    sigmas = torch.linspace(1, 0, 11, dtype=torch.float64)  # 10 simple steps: 1, 0.9, ..., 0
+    levels = torch.tensor([0.7, 0.9, 0.3, 0.75], dtype=torch.float32)  # 0.7 is 0.69999999 in float32
+    assert snap_levels(levels, sigmas).tolist() == pytest.approx([0.7, 0.9, 0.3, 0.7], abs=1e-6)
+    assert held_mask(levels, 1.0, sigmas).tolist() == pytest.approx([0.7, 0.9, 0.3, 0.7], abs=1e-6)
