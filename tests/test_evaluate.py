@@ -84,7 +84,7 @@ def test_eval_trains_every_strategy_and_writes_the_report(tmp_path):
            "--preset", "tiny", "--train-steps", "2", "--batch", "2", "--clips", "8", "--cache", str(tmp_path / "cache.safetensors"),
            "--eval-clips", "3", "--reference-clips", "4", "--steps", "2", "--guidance", "1,2", "--task-probability", "0.5"]
     out.write_text("# an older report\n\n## History\n\n| what | steps |\n| mini | 1000 |\n")
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     text = out.read_text()
     assert text.endswith("(results.png)\n\n## History\n\n| what | steps |\n| mini | 1000 |\n") and "an older report" not in text
@@ -190,7 +190,8 @@ def test_eval_pairs_the_first_checkpoint_against_the_others(tmp_path):
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads((tmp_path / "two.json").read_text())
-    assert [(row["a"], row["b"], len(row["tasks"])) for row in data["paired"]] == [(str(first), str(second), 5)]
+    assert [(row["a"], row["b"], row["metric"], len(row["tasks"])) for row in data["paired"]] == [
+        (str(first), str(second), "agreement", 5), (str(first), str(second), "continuity", 2)]
     assert f"## {first} against each other model, paired over the same held-out clips" in out.read_text()
 
 
