@@ -301,8 +301,8 @@ def train_model(strategy: str, args, workdir: Path) -> Path:
     warmup = min(200, args.train_steps // 4)
     resume = False
     if path.is_file() and not args.retrain:
-        done = read_config(path).training
         config = read_config(path)
+        done = config.training
         same = {"preset": args.preset, "strategy": strategy, "batch_per_process": args.batch, "lr": args.lr,
                 "clips": args.clips, "seed": args.seed, "warmup": warmup, "processes": 1, "codecs": args.codecs}
         # a setting the file records otherwise (older files: no seed or warm-up; their codecs' own training record) is not compared
