@@ -5,7 +5,9 @@
 Decodes the input with `avdit.media`, converts it to the codecs' native format (the checkpoint's
 fps, frame size, sample rate and channels; frames chosen by sample-and-hold, centre crop + area
 resize by default), encodes and decodes it, writes the result as one MP4 and prints video PSNR
-and audio SNR and log-spectral distance against the converted input.
+and audio SNR, log-spectral and log-mel distance against the converted input. `--audio-decoder`
+picks how a learned audio codec turns spectra into sound (Griffin-Lim, or its neural decoder when
+the checkpoint has one).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import torch
 
 from avdit.checkpoint import CheckpointError
 from avdit.codecs import AudioCodec, VideoCodec, load_codecs
-from avdit.codecs.base import audio_snr, log_spectral_distance, video_psnr
+from avdit.codecs.base import audio_snr, log_mel_distance, log_spectral_distance, video_psnr
 
 
 @torch.no_grad()
@@ -39,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=None, help="seconds to take (default: to the end)")
     parser.add_argument("--resize", choices=("crop", "pad", "stretch"), default="crop",
                         help="how frames are fitted to the codec's size")
+    parser.add_argument("--audio-decoder", choices=("griffin_lim", "neural"), default=None,
+                        help="how a learned audio codec's spectra become sound (default: the checkpoint's; neural "
+                             "needs a codec trained with one, see train-codec --which vocoder)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,6 +61,16 @@ def run(args: argparse.Namespace) -> int:
         video_codec, audio_codec, config = load_codecs(args.checkpoint)
     except CheckpointError as exc:
         return refuse(f"--checkpoint {args.checkpoint!r}: {exc}" if args.checkpoint else str(exc))
+    if args.audio_decoder is not None:
+        available = ["griffin_lim"] + (["neural"] if getattr(audio_codec, "vocoder", None) is not None else [])
+        if args.audio_decoder not in available or config.audio_codec.kind != "learned":
+            where = args.checkpoint or "the shipped codecs"
+            return refuse(f"--audio-decoder {args.audio_decoder}: the audio codec of {where} "
+                          + (f"(kind {config.audio_codec.kind!r}) has no spectra to decode; leave the option out"
+                             if config.audio_codec.kind != "learned" else
+                             f"has {' and '.join(available)} only; train a neural decoder with "
+                             f"`python -m avdit train-codec --which vocoder --base {where if args.checkpoint else 'CHECKPOINT'}`"))
+        audio_codec.decoder = args.audio_decoder
     layout = config.layout
     try:
         frames = conform_video(media.frames, media.fps, layout.fps, (layout.height, layout.width), mode=args.resize)
@@ -74,9 +89,11 @@ def run(args: argparse.Namespace) -> int:
         decoded_waveform = round_trip_audio(audio_codec, waveform)
         snr = audio_snr(waveform, decoded_waveform)
         lsd = log_spectral_distance(waveform, decoded_waveform)
+        mel = log_mel_distance(waveform, decoded_waveform, layout.sample_rate)
+        decoder = f", {audio_codec.decoder} decoder" if config.audio_codec.kind == "learned" else ""
         print(f"audio: {waveform.shape[1] / layout.sample_rate:.2f} s at {layout.sample_rate} Hz, "
-              f"{waveform.shape[0]} channel(s) (from {media.sample_rate} Hz, {media.waveform.shape[0]} channel(s)): "
-              f"SNR {snr:.2f} dB, log-spectral distance {lsd:.2f} dB"
+              f"{waveform.shape[0]} channel(s) (from {media.sample_rate} Hz, {media.waveform.shape[0]} channel(s){decoder}): "
+              f"SNR {snr:.2f} dB, log-spectral distance {lsd:.2f} dB, log-mel distance {mel:.2f} dB"
               + (" (the audio codec keeps no phase, so SNR stays low)" if audio_codec.config.kind == "learned" else ""))
     else:
         print("audio: the input has no audio stream")

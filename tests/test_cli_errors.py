@@ -301,6 +301,13 @@ TRAIN_CODEC = [
      "--size 128x128 (it has 64x64); --spatial-stride 16 (it has 8); leave these options out"),
     (["--which", "video", "--sample-rate", "44100"], "train-codec: --which video keeps the audio codec of --base the "
                                                      "shipped codecs, made for another layout: --sample-rate 44100 (it has 16000)"),
+    (["--which", "vocoder", "--sample-rate", "44100"], "train-codec: --which vocoder keeps the codecs of --base the "
+                                                       "shipped codecs, made for another layout: --sample-rate 44100 (it has 16000)"),
+    (["--which", "vocoder", "--audio-decoder", "griffin_lim"],
+     "train-codec: --which vocoder trains a neural audio decoder; --audio-decoder griffin_lim has no weights to train"),
+    (["--audio-decoder", "wavenet"], "--audio-decoder: invalid choice: 'wavenet'; expected one of 'griffin_lim', 'neural'"),
+    (["--audio-decoder", "neural", "--vocoder-share", "1"],
+     "train-codec: --vocoder-share is 1; expected a fraction between 0 and 1 (exclusive)"),
 ]
 
 EVAL = [

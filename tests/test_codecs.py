@@ -16,7 +16,7 @@ from avdit.codecs import (
     build_video_codec,
     load_codecs,
 )
-from avdit.codecs.base import audio_snr, log_spectral_distance, video_psnr
+from avdit.codecs.base import audio_snr, log_mel_distance, log_spectral_distance, mel_filterbank, video_psnr
 from avdit.codecs.train import evaluate_audio, evaluate_video, learned_audio_config, learned_video_config, tone_agreement
 from avdit.config import AudioCodecConfig, AVDiTConfig, VideoCodecConfig
 
@@ -271,6 +271,23 @@ def test_shipped_latents_are_about_unit_variance():
             assert abs(latent.mean().item()) < 0.5 and 0.5 < latent.std().item() < 2.0
 
 
+def test_mel_filterbank_spans_the_band_with_triangles_peaking_at_one():
+    filters = mel_filterbank(16000, 1024, bands=80)
+    assert filters.shape == (80, 513)
+    assert torch.all(filters.amax(1) > 0.5) and float(filters.max()) <= 1.0  # every band sees at least one bin
+    peaks = filters.argmax(1)
+    assert torch.all(peaks[1:] >= peaks[:-1])  # ordered from low to high
+    assert float(filters[:, 0].sum()) == 0.0 and float(filters[:, -1].sum()) == 0.0  # 0 Hz and Nyquist are edges
+
+
+def test_log_mel_distance_is_zero_for_a_copy_and_the_gain_change_in_db_for_noise():
+    noise = torch.randn(2, 16000, generator=torch.Generator().manual_seed(0))
+    assert log_mel_distance(noise, noise.clone(), 16000) == 0.0
+    # white noise has power in every band, so halving it moves every band by 20 log10(2) = 6.02 dB
+    assert log_mel_distance(noise, noise * 0.5, 16000) == pytest.approx(6.0206, abs=1e-3)
+    assert log_mel_distance(noise, noise * 0.5, 16000) == pytest.approx(log_spectral_distance(noise, noise * 0.5), abs=1e-3)
+
+
 # python -m avdit reconstruct ---------------------------------------------------------------------
 
 
@@ -294,7 +311,7 @@ def test_reconstruct_through_exact_codecs_reports_a_lossless_round_trip(tmp_path
     assert _reconstruct("--input", source, "--output", str(output), "--checkpoint", str(checkpoint)) == 0
     printed = capsys.readouterr().out
     assert "video: 17 frames, 64x64 at 8 fps (from 64x64 at 8 fps): PSNR inf dB" in printed
-    assert "SNR inf dB, log-spectral distance 0.00 dB" in printed
+    assert "SNR inf dB, log-spectral distance 0.00 dB, log-mel distance 0.00 dB" in printed
     with av.open(str(output)) as container:
         assert sorted(s.type for s in container.streams) == ["audio", "video"]
         assert container.streams.video[0].frames == 17
@@ -307,3 +324,33 @@ def test_reconstruct_names_a_missing_input(tmp_path, capsys):
     assert _reconstruct("--input", str(missing), "--output", str(tmp_path / "o.mp4"), "--checkpoint", str(checkpoint)) == 2
     assert "nope.mp4" in capsys.readouterr().err
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_reconstruct_decodes_audio_by_the_decoder_asked_for_and_refuses_one_the_codec_lacks(tmp_path, capsys):
+    from avdit.data import generate_clip
+    from avdit.media import write_mp4
+
+    clip = generate_clip(3)
+    source = write_mp4(tmp_path / "clip.mp4", torch.from_numpy(clip.video), 8, torch.from_numpy(clip.audio)[None], 16000)
+    torch.manual_seed(0)
+    audio = build_audio_codec(learned_audio_config(decoder="neural"))
+    config = AVDiTConfig(video_codec=space_to_depth_config(), audio_codec=audio.config)
+    neural = save_checkpoint(tmp_path / "neural.safetensors", config,
+                             {f"audio_codec.{k}": v for k, v in audio.state_dict().items()})
+    printed = {}
+    for decoder in ("neural", "griffin_lim"):
+        output = tmp_path / f"{decoder}.mp4"
+        assert _reconstruct("--input", source, "--output", str(output), "--checkpoint", str(neural),
+                            "--audio-decoder", decoder) == 0
+        printed[decoder] = capsys.readouterr().out
+        assert f"(from 16000 Hz, 1 channel(s), {decoder} decoder): SNR" in printed[decoder] and output.is_file()
+    assert printed["neural"].split("SNR")[1] != printed["griffin_lim"].split("SNR")[1]
+
+    plain = save_checkpoint(tmp_path / "plain.safetensors", replace(config, audio_codec=learned_audio_config()),
+                            {f"audio_codec.{k}": v for k, v in build_audio_codec(learned_audio_config()).state_dict().items()})
+    output = tmp_path / "refused.mp4"
+    assert _reconstruct("--input", source, "--output", str(output), "--checkpoint", str(plain), "--audio-decoder", "neural") == 2
+    assert capsys.readouterr().err == (
+        f"python -m avdit reconstruct: --audio-decoder neural: the audio codec of {plain} has griffin_lim only; train a "
+        f"neural decoder with `python -m avdit train-codec --which vocoder --base {plain}`\n")
+    assert not output.exists()

@@ -197,7 +197,12 @@ def log_spectral_distance(reference: torch.Tensor, reconstruction: torch.Tensor,
             x = torch.nn.functional.pad(x, (0, n_fft - x.shape[-1]))
         return torch.stft(x, n_fft, n_fft // 4, window=window, return_complex=True).abs() ** 2  # (N, bins, T)
 
-    ref, rec = power(reference), power(reconstruction)
+    return _log_power_distance(power(reference), power(reconstruction))
+
+
+def _log_power_distance(ref: torch.Tensor, rec: torch.Tensor) -> float:
+    """RMS over bands of the dB difference of powers (N, bands, T), mean over frames no quieter than
+    60 dB below the reference's loudest; powers 100 dB below the loudest count as that floor."""
     floor = ref.amax() * 1e-10 + 1e-20
     diff = 10.0 * (torch.log10(ref + floor) - torch.log10(rec + floor))
     frame_power = ref.sum(1)  # (N, T)
@@ -206,3 +211,37 @@ def log_spectral_distance(reference: torch.Tensor, reconstruction: torch.Tensor,
         return 0.0
     per_frame = torch.sqrt(torch.mean(diff**2, dim=1))  # (N, T)
     return float(per_frame[loud].mean())
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, bands: int = 80) -> torch.Tensor:
+    """Triangular filters (bands, n_fft // 2 + 1) evenly spaced on the mel scale (HTK's
+    2595 log10(1 + f / 700)) from 0 Hz to the Nyquist frequency, each peaking at 1."""
+    def mel(f):
+        return 2595.0 * torch.log10(1.0 + f / 700.0)
+
+    edges = 700.0 * (10 ** (torch.linspace(0.0, float(mel(torch.tensor(sample_rate / 2.0))), bands + 2, dtype=torch.float64) / 2595.0) - 1.0)
+    edges[-1] = sample_rate / 2.0  # exactly, not as rounded through the mel scale and back
+    freqs = torch.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1, dtype=torch.float64)
+    low, centre, high = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (freqs - low) / (centre - low)
+    falling = (high - freqs) / (high - centre)
+    return torch.minimum(rising, falling).clamp_min(0.0)
+
+
+def log_mel_distance(reference: torch.Tensor, reconstruction: torch.Tensor, sample_rate: int, n_fft: int = 1024,
+                     bands: int = 80) -> float:
+    """Log-mel distance in dB: RMS over `bands` mel bands of the difference of 10 log10 band powers, mean
+    over frames (Hann window `n_fft`, hop n_fft / 4). Waveforms (..., S); as in `log_spectral_distance`,
+    frames more than 60 dB below the reference's loudest are skipped. Phase-blind, and closer to what
+    is heard than the linear-frequency distance: low bands, where pitch lives, weigh more."""
+    window = torch.hann_window(n_fft, dtype=torch.float64)
+    filters = mel_filterbank(sample_rate, n_fft, bands)
+
+    def power(x: torch.Tensor) -> torch.Tensor:
+        x = x.double().reshape(-1, x.shape[-1])
+        if x.shape[-1] < n_fft:
+            x = torch.nn.functional.pad(x, (0, n_fft - x.shape[-1]))
+        spectrum = torch.stft(x, n_fft, n_fft // 4, window=window, return_complex=True).abs() ** 2  # (N, bins, T)
+        return torch.einsum("mb,nbt->nmt", filters, spectrum)  # (N, bands, T)
+
+    return _log_power_distance(power(reference), power(reconstruction))

@@ -7,7 +7,9 @@ once, at the lowest resolution: (first frame repeated to fill a group, then grou
 `temporal_stride` frames) -> one latent frame each.
 
 Audio: a 1D convolutional autoencoder on log-magnitude spectra, one latent frame per hop; the
-decoder's spectra become waveforms by Griffin-Lim (see `LearnedAudioCodec`).
+decoder's spectra become waveforms by Griffin-Lim, or (option `decoder: "neural"`) by a small
+network that gives every bin its phase, then one inverse STFT (`PhaseVocoder`; see
+`LearnedAudioCodec`).
 
 Every architecture choice is in `config.options` (see `VIDEO_OPTIONS` / `AUDIO_OPTIONS` for the
 defaults), so a checkpoint's config rebuilds its codec exactly.
@@ -26,7 +28,9 @@ from avdit.config import AudioCodecConfig, VideoCodecConfig
 # channels[i] is the width at spatial stride patch * 2**i; the last is the latent resolution.
 # These are the options at spatial stride 8 (the shipped codec's); `video_options` gives any other.
 VIDEO_OPTIONS = {"patch": 4, "channels": [64, 128], "time_kernel": 3}
-AUDIO_OPTIONS = {"n_fft": 1280, "width": 192, "blocks": 2, "kernel": 3, "eps": 0.1, "griffin_lim_iterations": 32}
+AUDIO_OPTIONS = {"n_fft": 1280, "width": 192, "blocks": 2, "kernel": 3, "eps": 0.1, "griffin_lim_iterations": 32,
+                 "decoder": "griffin_lim", "vocoder_width": 256, "vocoder_blocks": 4}
+AUDIO_DECODERS = ("griffin_lim", "neural")
 
 
 def is_power_of_two(value) -> bool:
@@ -187,13 +191,60 @@ class AudioResBlock(nn.Module):
         return x + self.conv2(F.silu(self.conv1(F.silu(x))))
 
 
+class ConvNeXtBlock1d(nn.Module):
+    """x + gamma * Linear(GELU(Linear(LayerNorm(DepthwiseConv(x))))) over frames (B, C, T), as in Vocos."""
+
+    def __init__(self, width: int, kernel: int = 7):
+        super().__init__()
+        self.depthwise = nn.Conv1d(width, width, kernel, padding=kernel // 2, groups=width)
+        self.norm = nn.LayerNorm(width)
+        self.up = nn.Linear(width, 3 * width)
+        self.down = nn.Linear(3 * width, width)
+        self.gamma = nn.Parameter(torch.full((width,), 0.1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.norm(self.depthwise(x).transpose(1, 2))  # (B, T, C)
+        y = self.down(F.gelu(self.up(y))) * self.gamma
+        return x + y.transpose(1, 2)
+
+
+class PhaseVocoder(nn.Module):
+    """The phase of every STFT bin and frame from the frames' log magnitudes, so that one inverse STFT
+    gives the waveform (Vocos' head without its magnitude branch: the codec's decoder gives those).
+
+    (N, bins, T) log magnitudes -> (N, bins, T) complex numbers of modulus 1. The network sees
+    `blocks` x 6 + 7 frames around each (0.62 s at 50 frames a second with 4 blocks); it predicts
+    a 2D vector per bin, and its direction is the phase (no wrap-around for the loss to fight).
+    """
+
+    def __init__(self, bins: int, width: int, blocks: int):
+        super().__init__()
+        self.inp = nn.Conv1d(bins, width, 7, padding=3)
+        self.norm = nn.LayerNorm(width)
+        self.blocks = nn.Sequential(*(ConvNeXtBlock1d(width) for _ in range(blocks)))
+        self.out = nn.Conv1d(width, 2 * bins, 1)
+
+    def forward(self, log_magnitude: torch.Tensor) -> torch.Tensor:
+        x = self.norm(self.inp(log_magnitude).transpose(1, 2)).transpose(1, 2)
+        real, imag = self.out(self.blocks(x)).float().chunk(2, dim=1)  # (N, bins, T) each
+        modulus = torch.sqrt(real**2 + imag**2).clamp_min(1e-6)
+        return torch.complex(real / modulus, imag / modulus)
+
+
 class LearnedAudioCodec(AudioCodec):
-    """Log-magnitude spectrogram autoencoder; waveforms come back by Griffin-Lim.
+    """Log-magnitude spectrogram autoencoder; waveforms come back by Griffin-Lim or a phase network.
 
     Encoder: STFT (Hann window `n_fft`, hop = config.hop, one frame centred on each hop) ->
     log(|X| + eps) -> 1D convolutions over frames -> latent (one frame per hop: 50 per second at
-    16 kHz, hop 320). Decoder: 1D convolutions -> log magnitude -> `griffin_lim_iterations` of fast
-    Griffin-Lim (momentum 0.99, fixed start phase, so decoding is deterministic) -> waveform.
+    16 kHz, hop 320). Decoder: 1D convolutions -> log magnitude -> waveform, by one of
+    (`decoder`, option "decoder"):
+
+    - "griffin_lim": `griffin_lim_iterations` of fast Griffin-Lim (momentum 0.99, fixed start
+      phase, so decoding is deterministic), 2 FFTs of the whole signal per iteration;
+    - "neural": `PhaseVocoder` gives each bin its phase, then one inverse STFT. It is trained
+      after the autoencoder, which it leaves as it was (`train-codec --which vocoder`), so latents
+      and every model trained on them stay valid.
+
     The latents carry no phase: a round trip keeps what is heard (pitch, loudness, timbre), not
     the waveform's exact shape, so its SNR is low while its log-spectral distance is small.
     """
@@ -215,6 +266,12 @@ class LearnedAudioCodec(AudioCodec):
         self.dec_in = nn.Conv1d(config.latent_channels, width, kernel, padding=kernel // 2)
         self.dec_blocks = nn.Sequential(*(AudioResBlock(width, kernel) for _ in range(blocks)))
         self.dec_out = nn.Conv1d(width, bins, 1)
+        if opts["decoder"] not in AUDIO_DECODERS:
+            raise ValueError(f"audio codec 'learned': decoder is {opts['decoder']!r}; expected one of {list(AUDIO_DECODERS)}")
+        self.decoder = opts["decoder"]
+        # Only a codec whose config names the neural decoder has (and loads) the vocoder's weights.
+        self.vocoder = (PhaseVocoder(self.n_fft // 2 + 1, opts["vocoder_width"], opts["vocoder_blocks"])
+                        if self.decoder == "neural" else None)
 
     # Spectra --------------------------------------------------------------------------------------
 
@@ -276,11 +333,28 @@ class LearnedAudioCodec(AudioCodec):
     def _encode_raw(self, waveform: torch.Tensor) -> torch.Tensor:
         return self.encode_log_magnitude(self.log_magnitude(waveform))
 
-    def _decode_raw(self, raw: torch.Tensor) -> torch.Tensor:
+    def decoded_log_magnitude(self, raw: torch.Tensor) -> torch.Tensor:
+        """Unnormalised latent (B, Ca, T) -> float32 log magnitudes per channel (B * C, bins, T), capped."""
         b, channels = raw.shape[0], self.config.channels
         log_magnitude = self.decode_log_magnitude(raw)  # (B, C*bins, T)
         # Capped at the magnitude of a sine of amplitude 4 (n_fft / 4 * 4): a latent far outside
         # what the codec was trained on gives a loud frame, never an infinite one.
-        log_magnitude = log_magnitude.float().clamp(max=math.log(self.n_fft))
-        magnitude = (log_magnitude.exp() - self.eps).clamp_min(0.0).reshape(b * channels, -1, raw.shape[-1])
-        return self.griffin_lim(magnitude).reshape(b, channels, -1).to(raw.dtype)  # (B, C, T*hop)
+        return log_magnitude.float().clamp(max=math.log(self.n_fft)).reshape(b * channels, -1, raw.shape[-1])
+
+    def waveform_from_log_magnitude(self, log_magnitude: torch.Tensor, decoder: str | None = None) -> torch.Tensor:
+        """(N, bins, T) float32 log magnitudes -> waveforms (N, T * hop), by `decoder` (default: the codec's)."""
+        decoder = decoder or self.decoder
+        magnitude = (log_magnitude.exp() - self.eps).clamp_min(0.0)
+        if decoder == "griffin_lim":
+            return self.griffin_lim(magnitude)
+        if decoder != "neural" or self.vocoder is None:
+            raise ValueError(f"audio codec 'learned': decoder {decoder!r} is not available; this codec has "
+                             f"{['griffin_lim'] + (['neural'] if self.vocoder is not None else [])}")
+        weight = self.vocoder.out.weight
+        phase = self.vocoder(log_magnitude.to(weight.dtype))
+        return self._istft(magnitude * phase)
+
+    def _decode_raw(self, raw: torch.Tensor) -> torch.Tensor:
+        b, channels = raw.shape[0], self.config.channels
+        waveform = self.waveform_from_log_magnitude(self.decoded_log_magnitude(raw))
+        return waveform.reshape(b, channels, -1).to(raw.dtype)  # (B, C, T*hop)

@@ -11,7 +11,9 @@ error on pixels and on horizontal and vertical pixel differences (edges), on 9-f
 first frame alone, then two groups of four). Audio: the codec's own STFT (see
 `avdit.codecs.learned.LearnedAudioCodec`), L1 of log magnitudes plus spectral convergence, on
 whole windows; Griffin-Lim, which turns spectra back into waveforms, has no weights and is not
-trained. AdamW with warm-up and cosine decay over the step or compute budget, whichever ends
+trained. With `--audio-decoder neural` a phase network (`PhaseVocoder`) is trained after the
+audio codec, which stays frozen, on the waveform (`waveform_loss`, STFTs at three resolutions);
+`--which vocoder` adds one to --base's audio codec and leaves every other weight as it was. AdamW with warm-up and cosine decay over the step or compute budget, whichever ends
 first; on the CPU the budget counts CPU time over threads, so a busy machine makes training take
 longer rather than train less; on CUDA it is wall time, and steps run under bf16 autocast. Under
 torchrun every process trains on its own clips and gradients are averaged (DDP). At the end the
@@ -32,11 +34,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from avdit.checkpoint import CheckpointError, save_checkpoint
 from avdit.codecs import build_audio_codec, build_video_codec, load_codecs
 from avdit.codecs.base import AudioCodec, VideoCodec, video_psnr
-from avdit.codecs.learned import AUDIO_OPTIONS, video_options
+from avdit.codecs.learned import AUDIO_DECODERS, AUDIO_OPTIONS, LearnedAudioCodec, video_options
 from avdit.config import AudioCodecConfig, AVDiTConfig, LayoutConfig, VideoCodecConfig
 from avdit.layout import LAYOUT_OPTIONS, add_layout_arguments, grid_problem, size_text, with_layout_options
 
@@ -58,12 +61,13 @@ def audio_hop(sample_rate: int) -> int:
     return max(2, 2 * round(sample_rate / 100))
 
 
-def learned_audio_config(latent_channels: int = 32, sample_rate: int = 16000) -> AudioCodecConfig:
+def learned_audio_config(latent_channels: int = 32, sample_rate: int = 16000, decoder: str = "griffin_lim") -> AudioCodecConfig:
     """A learned mono audio codec for `sample_rate`; the shipped one's shape at 16 kHz: hop 320,
-    STFT of 1280 (50 latent frames per second)."""
+    STFT of 1280 (50 latent frames per second). `decoder`: "griffin_lim" or "neural" (see
+    `avdit.codecs.learned.LearnedAudioCodec`)."""
     hop = audio_hop(sample_rate)
     return AudioCodecConfig(kind="learned", hop=hop, latent_channels=latent_channels, channels=1,
-                            options={**AUDIO_OPTIONS, "n_fft": 4 * hop})
+                            options={**AUDIO_OPTIONS, "n_fft": 4 * hop, "decoder": decoder})
 
 
 # Data ---------------------------------------------------------------------------------------------
@@ -180,6 +184,28 @@ def spectrum_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     return (predicted - target).abs().mean() + convergence
 
 
+WAVEFORM_LOSS_FFTS = (512, 1024, 2048)  # at 16 kHz: 32, 64 and 128 ms windows, hop a quarter of each
+
+
+def _stft_magnitude(waveform: torch.Tensor, n_fft: int) -> torch.Tensor:
+    """(N, S) -> |STFT| (N, bins, frames), Hann window, hop n_fft / 4; smooth at 0 (no NaN gradient)."""
+    window = torch.hann_window(n_fft, dtype=waveform.dtype, device=waveform.device)
+    spectrum = torch.view_as_real(torch.stft(waveform, n_fft, n_fft // 4, window=window, return_complex=True))
+    return (spectrum.pow(2).sum(-1) + 1e-9).sqrt()
+
+
+def waveform_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Multi-resolution STFT loss of waveforms (N, S): spectral convergence plus L1 of log magnitudes at
+    each of WAVEFORM_LOSS_FFTS, averaged. Phase enters through the STFTs at resolutions other than the
+    codec's own: a waveform whose frames' phases disagree loses energy where they overlap."""
+    loss = predicted.new_zeros(())
+    for n_fft in WAVEFORM_LOSS_FFTS:
+        p, t = _stft_magnitude(predicted.float(), n_fft), _stft_magnitude(target.float(), n_fft)
+        convergence = torch.linalg.norm(t - p) / torch.linalg.norm(t).clamp_min(1e-6)
+        loss = loss + convergence + (torch.log(p + 1e-5) - torch.log(t + 1e-5)).abs().mean()
+    return loss / len(WAVEFORM_LOSS_FFTS)
+
+
 # Scores -------------------------------------------------------------------------------------------
 
 
@@ -225,12 +251,17 @@ def evaluate_audio(codec: AudioCodec, clips: int = EVAL_CLIPS, frames: int = 17,
                    sample_rate: int = 16000) -> dict:
     """Scorer agreement before vs after the codec on `audio` (B, C, S) at `sample_rate`, default `clips`
     held-out ToneShapes clips; the first channel is scored, at the scorer's 16 kHz."""
-    from avdit.data import SAMPLE_RATE
-    from avdit.media import conform_audio
-
     if audio is None:
         _, audio = toneshapes_batch(range(HELD_OUT_SEED, HELD_OUT_SEED + clips), frames)
     recon = torch.cat([codec.decode(codec.encode(a))[..., : audio.shape[-1]].cpu() for a in audio.split(8)])
+    return _agreement(audio, recon, sample_rate)
+
+
+def _agreement(audio: torch.Tensor, recon: torch.Tensor, sample_rate: int) -> dict:
+    """`tone_agreement` of the first channels of (B, C, S) waveforms at `sample_rate`, heard at 16 kHz."""
+    from avdit.data import SAMPLE_RATE
+    from avdit.media import conform_audio
+
     before, after = audio[:, 0], recon[:, 0].float()
     if sample_rate != SAMPLE_RATE:
         before, after = (torch.cat([conform_audio(row[None], sample_rate, SAMPLE_RATE, 1) for row in x]) for x in (before, after))
@@ -287,8 +318,9 @@ class _Objective(torch.nn.Module):
 def _train(name: str, codec, loss_of, batch_of, args: argparse.Namespace, seconds: float, where: Processes) -> int:
     """The shared loop: AdamW, clipped gradients, bf16 autocast on CUDA, a progress line every 15 s.
     Returns steps taken."""
-    optimizer = torch.optim.AdamW(codec.parameters(), lr=args.lr, weight_decay=1e-4, betas=(0.9, 0.99))
-    seed = args.seed + (0 if name == "video" else 1)
+    trained = [p for p in codec.parameters() if p.requires_grad]  # a frozen part (the vocoder's codec) is left out
+    optimizer = torch.optim.AdamW(trained, lr=args.lr, weight_decay=1e-4, betas=(0.9, 0.99))
+    seed = args.seed + {"video": 0, "audio": 1}.get(name, 2)
     rng = np.random.default_rng(seed if where.rank == 0 else [seed, where.rank])  # each process its own clips
     objective = _Objective(codec, loss_of)
     if where.world > 1:
@@ -313,7 +345,7 @@ def _train(name: str, codec, loss_of, batch_of, args: argparse.Namespace, second
             loss = objective(target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(codec.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
         step += 1
         smoothed = loss.item() if smoothed is None else 0.95 * smoothed + 0.05 * loss.item()
@@ -369,7 +401,12 @@ def train_video(args: argparse.Namespace, seconds: float, clips: Clips, where: P
 def train_audio(args: argparse.Namespace, seconds: float, clips: Clips, where: Processes) -> tuple[AudioCodec, dict]:
     """Train an audio codec for the layout's sample rate; the first process then sets its latent scale and scores it."""
     torch.manual_seed(args.seed + 1)
-    codec = build_audio_codec(learned_audio_config(args.audio_latent_channels, clips.layout.sample_rate)).to(where.device)
+    codec = build_audio_codec(learned_audio_config(args.audio_latent_channels, clips.layout.sample_rate,
+                                                   args.audio_decoder)).to(where.device)
+    vocoder_seconds = seconds * args.vocoder_share if codec.vocoder is not None else 0.0
+    seconds -= vocoder_seconds
+    if codec.vocoder is not None:
+        codec.vocoder.requires_grad_(False)  # trained in a second stage, on the finished codec
 
     def batch_of(rng):
         _, audio = clips.train(rng, args.audio_batch, clips.window)
@@ -381,15 +418,88 @@ def train_audio(args: argparse.Namespace, seconds: float, clips: Clips, where: P
 
     start, cpu = time.monotonic(), time.process_time()
     steps = _train("audio", codec, loss_of, batch_of, args, seconds, where)
+    if codec.vocoder is not None:
+        codec.requires_grad_(False)
+        _round_weights(codec, args.weights_dtype)  # the decoder it learns from is the one saved
+        vocoder_report = _train_vocoder(codec, args, vocoder_seconds, clips, where)
     if where.rank:
         return codec, {}
     _round_weights(codec, args.weights_dtype)
     _normalise_latents(codec, clips.statistics()[1])
     agreement = evaluate_audio(codec, audio=clips.scores()[1], sample_rate=clips.layout.sample_rate)
     report = {"steps": steps, "batch": args.audio_batch, "seconds": round(time.monotonic() - start),
-              "cpu_seconds": round(time.process_time() - cpu),
+              "cpu_seconds": round(time.process_time() - cpu), "decoder": codec.decoder,
               "heldout_agreement": {k: round(v, 4) for k, v in agreement.items()}}
+    if codec.vocoder is not None:
+        report["vocoder"] = {**vocoder_report, **compare_decoders(codec, clips)}
     print(f"audio: {steps} steps, held-out scorer agreement {report['heldout_agreement']}", flush=True)
+    return codec, report
+
+
+def _train_vocoder(codec: LearnedAudioCodec, args: argparse.Namespace, seconds: float, clips: Clips,
+                   where: Processes) -> dict:
+    """Train `codec`'s phase network on its own decoded magnitudes, the rest of the codec frozen."""
+    torch.manual_seed(args.seed + 2)
+    codec.vocoder.requires_grad_(True)
+    hop = codec.config.hop
+
+    def batch_of(rng):
+        _, audio = clips.train(rng, args.audio_batch, clips.window)
+        tail = -audio.shape[-1] % hop
+        return F.pad(audio, (0, tail))  # (B, C, S): whole hops, as the codec pads them
+
+    def loss_of(codec, audio):
+        with torch.no_grad():
+            log_magnitude = codec.decoded_log_magnitude(codec._encode_raw(audio))  # (B*C, bins, T)
+        waveform = codec.waveform_from_log_magnitude(log_magnitude, "neural")  # (B*C, S)
+        return waveform_loss(waveform, audio.flatten(0, 1))
+
+    start, cpu = time.monotonic(), time.process_time()
+    steps = _train("vocoder", codec, loss_of, batch_of, args, seconds, where)
+    codec.requires_grad_(False)
+    return {"steps": steps, "batch": args.audio_batch, "seconds": round(time.monotonic() - start),
+            "cpu_seconds": round(time.process_time() - cpu)}
+
+
+@torch.no_grad()
+def compare_decoders(codec: LearnedAudioCodec, clips: Clips, count: int = EVAL_CLIPS) -> dict:
+    """Held-out scorer agreement ("all") and log-spectral distance (dB) of a round trip through each decoder."""
+    from avdit.codecs.base import log_spectral_distance
+
+    audio = clips.scores(count)[1]
+    report = {}
+    for decoder in AUDIO_DECODERS:
+        recon = []
+        for part in audio.split(8):
+            raw = codec.encode(part) / codec.config.latent_scale + codec.config.latent_shift
+            wave = codec.waveform_from_log_magnitude(codec.decoded_log_magnitude(raw), decoder)
+            recon.append(wave.reshape(part.shape[0], part.shape[1], -1)[..., : part.shape[-1]].float().cpu())
+        recon = torch.cat(recon)
+        agreement = _agreement(audio, recon, clips.layout.sample_rate)
+        report[decoder] = {"agreement": round(agreement["all"], 4), "pitch": round(agreement["pitch"], 4),
+                           "log_spectral_distance_db": round(log_spectral_distance(audio, recon), 3)}
+    return report
+
+
+def train_vocoder_of(base: LearnedAudioCodec, args: argparse.Namespace, seconds: float, clips: Clips,
+                     where: Processes) -> tuple[LearnedAudioCodec, dict]:
+    """`base` with a neural decoder trained for `seconds`: every weight of `base`, and its latent
+    shift and scale, kept as they were."""
+    options = {**AUDIO_OPTIONS, **base.config.options, "decoder": "neural"}
+    codec = build_audio_codec(replace(base.config, options=options))
+    missing, unexpected = codec.load_state_dict(base.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("vocoder.") for k in missing), (missing, unexpected)
+    codec = codec.to(where.device).requires_grad_(False)
+    report = _train_vocoder(codec, args, seconds, clips, where)
+    if where.rank:
+        return codec, {}
+    with torch.no_grad():  # stored as --weights-dtype: the scores describe the saved file
+        for p in codec.vocoder.parameters():
+            p.copy_(p.to(args.weights_dtype))
+    report.update(compare_decoders(codec.eval(), clips))
+    print(f"vocoder: {report['steps']} steps; held-out agreement / log-spectral distance: "
+          + ", ".join(f"{d} {report[d]['agreement']} / {report[d]['log_spectral_distance_db']} dB" for d in AUDIO_DECODERS),
+          flush=True)
     return codec, report
 
 
@@ -397,8 +507,17 @@ def train_audio(args: argparse.Namespace, seconds: float, clips: Clips, where: P
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--which", choices=("both", "video", "audio"), default="both",
-                        help="train both codecs, or one (the other is copied from --base)")
+    parser.add_argument("--which", choices=("both", "video", "audio", "vocoder"), default="both",
+                        help="train both codecs, or one (the other is copied from --base), or only a neural audio "
+                             "decoder for --base's audio codec (both codecs and their latents stay as they were, so "
+                             "a denoiser trained on them keeps working)")
+    parser.add_argument("--audio-decoder", choices=AUDIO_DECODERS, default=None,
+                        help="how audio latents become waveforms: griffin_lim (no weights) or neural (a phase network "
+                             "trained after the audio codec, --vocoder-share of its budget; faster, see the README) "
+                             "(default: griffin_lim; neural with --which vocoder)")
+    parser.add_argument("--vocoder-share", type=float, default=0.5,
+                        help="with --audio-decoder neural and --which both|audio: fraction of the audio budget that "
+                             "trains the neural decoder")
     parser.add_argument("--data", default="toneshapes",
                         help="'toneshapes' or a folder of your own videos with sound (cut into windows of the layout: "
                              "--window-frames at --fps, --size, --sample-rate mono; the last tenth held out for the scores)")
@@ -435,21 +554,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _with_layout(args: argparse.Namespace, config: AVDiTConfig) -> tuple[AVDiTConfig, str | None]:
     """`config` with the layout options and --spatial-stride (which gets its default here), or why they are
     refused. With --which video|audio the other codec is kept from --base: the options it depends on must agree."""
-    kept = {"both": (), "video": ("sample_rate",), "audio": ("size", "fps")}[args.which]
+    kept = {"both": (), "video": ("sample_rate",), "audio": ("size", "fps"),
+            "vocoder": ("size", "fps", "sample_rate")}[args.which]
     layout, differ = with_layout_options(config.layout, {name: getattr(args, name) for name in LAYOUT_OPTIONS}, kept)
-    if args.which == "audio" and args.spatial_stride not in (None, config.video_codec.spatial_stride):
+    if args.which in ("audio", "vocoder") and args.spatial_stride not in (None, config.video_codec.spatial_stride):
         differ.append(f"--spatial-stride {args.spatial_stride} (it has {config.video_codec.spatial_stride})")
     if differ:
-        other = "audio" if args.which == "video" else "video"
-        return config, (f"--which {args.which} keeps the {other} codec of --base {args.base or 'the shipped codecs'}, made "
+        other = {"video": "audio codec", "audio": "video codec", "vocoder": "codecs"}[args.which]
+        return config, (f"--which {args.which} keeps the {other} of --base {args.base or 'the shipped codecs'}, made "
                         f"for another layout: {'; '.join(differ)}; leave these options out, or train both codecs (--which both)")
     if args.spatial_stride is None:
-        args.spatial_stride = config.video_codec.spatial_stride if args.which == "audio" else 8
+        args.spatial_stride = config.video_codec.spatial_stride if args.which in ("audio", "vocoder") else 8
     config = replace(config, layout=layout, video_codec=replace(config.video_codec, spatial_stride=args.spatial_stride))
     problem = grid_problem(config)
     if problem:
         return config, f"--size {size_text(layout)} with --spatial-stride {args.spatial_stride}: {problem}"
-    if args.which != "audio" and args.video_frames > layout.window_frames:
+    if args.which in ("both", "video") and args.video_frames > layout.window_frames:
         return config, (f"--video-frames {args.video_frames} is longer than the training window (--window-frames "
                         f"{layout.window_frames}); expected at most {layout.window_frames}")
     return config, None
@@ -462,6 +582,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.steps < 1 or args.minutes <= 0 or args.batch < 1 or args.audio_batch < 1 or not 0 < args.video_share < 1:
         return refuse("--steps, --minutes, --batch and --audio-batch must be positive and --video-share between 0 and 1")
+    if not 0 < args.vocoder_share < 1:
+        return refuse(f"--vocoder-share is {args.vocoder_share:g}; expected a fraction between 0 and 1 (exclusive)")
+    if args.which == "vocoder" and args.audio_decoder == "griffin_lim":
+        return refuse("--which vocoder trains a neural audio decoder; --audio-decoder griffin_lim has no weights to "
+                      "train: leave --audio-decoder out, or give neural")
+    if args.audio_decoder is None:
+        args.audio_decoder = "neural" if args.which == "vocoder" else "griffin_lim"
     if args.threads:
         torch.set_num_threads(args.threads)
     args.weights_dtype = getattr(torch, args.weights_dtype)
@@ -475,6 +602,9 @@ def run(args: argparse.Namespace) -> int:
             return refuse(f"--which {args.which} keeps the other codec from --base: {exc}")
         config = replace(base_config)
         report = dict(base_config.training.get("codecs", {}))
+        if args.which == "vocoder" and not isinstance(base_audio, LearnedAudioCodec):
+            return refuse(f"--which vocoder needs a learned audio codec in --base {args.base or 'the shipped codecs'}; "
+                          f"its audio codec is of kind {base_config.audio_codec.kind!r} (train one with --which audio)")
     config, refusal = _with_layout(args, config)
     if refusal:
         return refuse(refusal)
@@ -498,6 +628,9 @@ def run(args: argparse.Namespace) -> int:
         video = base_video
     if args.which in ("both", "audio"):
         audio, report["audio"] = train_audio(args, seconds * (1 - args.video_share if args.which == "both" else 1.0), clips, where)
+    elif args.which == "vocoder":
+        audio, vocoder_report = train_vocoder_of(base_audio, args, seconds, clips, where)
+        report["audio"] = {**report.get("audio", {}), "decoder": "neural", "vocoder": vocoder_report}
     else:
         audio = base_audio
     if rank == 0:
