@@ -324,7 +324,7 @@ CHECKS = {
     "--warmup": whole(0), "--seed": whole(0, 2**32 - 1),
     "--duration": number(0, low_open=True), "--minutes": number(0, low_open=True), "--lr": number(0, low_open=True),
     "--start": number(0), "--weight-decay": number(0), "--ema": number(0, 1, high_open=True),
-    "--clean-probability": PROBABILITY, "--task-probability": PROBABILITY, "--time-scale": number(0, low_open=True), "--video-share": number(0, 1, low_open=True, high_open=True),
+    "--clean-probability": PROBABILITY, "--task-probability": PROBABILITY, "--time-scale": number(0, low_open=True), "--video-share": number(0, 1, low_open=True, high_open=True), "--vocoder-share": number(0, 1, low_open=True, high_open=True),
     "--guidance": number(0), "--video-guidance": number(0), "--audio-guidance": number(0),
     "--keep": _span, "--device": device, "--schedule": schedule,
     "--preset": one_of(_presets), "--sampler": one_of(_samplers), "--strategies": each_of(one_of(_strategies)),

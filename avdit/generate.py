@@ -7,6 +7,7 @@ first 0.625 s. Every time is in seconds of the input.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -99,14 +100,25 @@ def check_given(args, source: media.Media, config, duration: float,
                          f"and audio are kept); expected spans that leave part of 0-{duration:g} s out, or a longer --duration")
 
 
+MAX_OUTPUT_GIB = 4.0  # the output's frames, float32, are held in memory until the MP4 is written
+
+
 def check_length(args, config, duration: float) -> None:
-    """Refuse an output longer than one training window when the model's layout cannot start a next window
-    (sampling would fail after the model has loaded)."""
+    """Refuse an output whose frames would not fit in MAX_OUTPUT_GIB, and one longer than a training window
+    when the model's layout cannot start a next window (sampling would fail after the model has loaded)."""
     from avdit.layout import Layout
     from avdit.pipeline import window_hop
 
     lay = config.layout
-    if Layout.from_config(config, duration=duration).num_frames <= lay.window_frames:
+    frames = Layout.from_config(config, duration=duration).num_frames
+    frame_bytes = lay.height * lay.width * 3 * 4
+    if frames * frame_bytes > MAX_OUTPUT_GIB * 2**30:
+        what = f"--duration {args.duration:g}" if args.duration else f"the input's {duration:g} s"
+        most = math.floor(MAX_OUTPUT_GIB * 2**30 / frame_bytes / lay.fps)
+        raise ValueError(f"{what} makes {frames} frames of {lay.width}x{lay.height} at {lay.fps:g} fps "
+                         f"({frames * frame_bytes / 2**30:.1f} GiB of frames held in memory until the MP4 is written); "
+                         f"expected at most {most} s for this model (or generate it in parts with --input and --keep)")
+    if frames <= lay.window_frames:
         return
     try:
         window_hop(config)

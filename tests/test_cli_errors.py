@@ -108,6 +108,8 @@ GENERATE = [
     (["--duration", "0"], "--duration is 0; expected a finite number > 0"),
     (["--duration", "-1"], "--duration is -1; expected a finite number > 0"),
     (["--duration", "inf"], "--duration is inf; expected a finite number > 0"),
+    (["--duration", "11000"], "--duration 11000 makes 88001 frames of 64x64 at 8 fps (4.0 GiB of frames held in memory "
+                              "until the MP4 is written); expected at most 10922 s for this model"),
     (["--seed", "-1"], "--seed is -1; expected a whole number from 0 to 4294967295"),
     (["--video-guidance", "inf"], "--video-guidance is inf; expected a finite number >= 0"),
     (["--audio-guidance", "-1"], "--audio-guidance is -1; expected a finite number >= 0"),
@@ -306,8 +308,7 @@ TRAIN_CODEC = [
     (["--which", "vocoder", "--audio-decoder", "griffin_lim"],
      "train-codec: --which vocoder trains a neural audio decoder; --audio-decoder griffin_lim has no weights to train"),
     (["--audio-decoder", "wavenet"], "--audio-decoder: invalid choice: 'wavenet'; expected one of 'griffin_lim', 'neural'"),
-    (["--audio-decoder", "neural", "--vocoder-share", "1"],
-     "train-codec: --vocoder-share is 1; expected a fraction between 0 and 1 (exclusive)"),
+    (["--audio-decoder", "neural", "--vocoder-share", "1"], "--vocoder-share is 1; expected a finite number > 0 and < 1"),
 ]
 
 EVAL = [

@@ -582,8 +582,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.steps < 1 or args.minutes <= 0 or args.batch < 1 or args.audio_batch < 1 or not 0 < args.video_share < 1:
         return refuse("--steps, --minutes, --batch and --audio-batch must be positive and --video-share between 0 and 1")
-    if not 0 < args.vocoder_share < 1:
-        return refuse(f"--vocoder-share is {args.vocoder_share:g}; expected a fraction between 0 and 1 (exclusive)")
     if args.which == "vocoder" and args.audio_decoder == "griffin_lim":
         return refuse("--which vocoder trains a neural audio decoder; --audio-decoder griffin_lim has no weights to "
                       "train: leave --audio-decoder out, or give neural")
