@@ -659,9 +659,31 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def layout_problem(config) -> str | None:
+    """Why a model or codecs of `config` cannot be scored here, or None: the scorer and the clips are
+    ToneShapes' own (64 x 64, 8 fps, 16 kHz mono, 17-frame windows)."""
+    from avdit.config import LayoutConfig
+
+    lay, own = config.layout, LayoutConfig()
+    if (lay.width, lay.height, lay.fps, lay.sample_rate, lay.window_frames, config.audio_codec.channels) == (
+            own.width, own.height, own.fps, own.sample_rate, own.window_frames, 1):
+        return None
+    return (f"is made for {lay.width}x{lay.height} at {lay.fps:g} fps, {lay.sample_rate} Hz "
+            f"{config.audio_codec.channels}-channel audio, {lay.window_frames}-frame windows; eval scores ToneShapes in "
+            f"its own layout only ({own.width}x{own.height} at {own.fps:g} fps, {own.sample_rate} Hz mono, "
+            f"{own.window_frames}-frame windows): score other models with generate and measures of your own")
+
+
 def run(args) -> int:
     if args.train_steps < 1:
         raise SystemExit(f"eval: --train-steps is {args.train_steps}; expected at least 1")
+    from avdit.checkpoint import read_config
+
+    for option, path in [("--checkpoint", p) for p in args.checkpoint or []] + [
+            ("--codecs", args.codecs)] * bool(args.codecs and args.codecs != "analytic"):
+        problem = layout_problem(read_config(path))
+        if problem:
+            raise SystemExit(f"eval: {option} {path} {problem}")
     try:
         clip_seeds(args.split, args.eval_clips, args.reference_clips)
     except ValueError as error:

@@ -167,3 +167,16 @@ def test_the_shipped_codecs_reconstruct_bit_for_bit_as_before():
         torch.set_num_threads(threads)
     digests = {name: hashlib.sha256(x.contiguous().numpy().tobytes()).hexdigest() for name, x in results.items()}
     assert digests == SHIPPED_DIGESTS
+
+
+def test_eval_refuses_models_and_codecs_of_another_layout_before_any_work(codecs, model, tmp_path, capsys):
+    """eval's clips and scorer are ToneShapes' own: a model of another layout gets one line, not a traceback."""
+    tail = ("is made for 48x32 at 6 fps, 8000 Hz 1-channel audio, 9-frame windows; eval scores ToneShapes in its own "
+            "layout only (64x64 at 8 fps, 16000 Hz mono, 17-frame windows): score other models with generate and "
+            "measures of your own")
+    for option, path in (("--checkpoint", model), ("--codecs", codecs)):
+        output = tmp_path / "scores.md"
+        with pytest.raises(SystemExit) as exit_:
+            main(["eval", option, str(path), "--workdir", str(tmp_path / "work"), "--output", str(output)])
+        assert str(exit_.value) == f"eval: {option} {path} {tail}"
+        assert not output.exists() and not (tmp_path / "work").exists()
