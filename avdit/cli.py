@@ -321,7 +321,7 @@ CHECKS = {
     "--steps": AT_LEAST_ONE, "--batch": AT_LEAST_ONE, "--repeats": AT_LEAST_ONE, "--clips": AT_LEAST_ONE,
     "--train-steps": AT_LEAST_ONE, "--save-every": AT_LEAST_ONE, "--audio-batch": AT_LEAST_ONE,
     "--video-latent-channels": AT_LEAST_ONE, "--audio-latent-channels": AT_LEAST_ONE, "--threads": AT_LEAST_ONE,
-    "--warmup": whole(0), "--seed": whole(0, 2**32 - 1),
+    "--warmup": whole(0), "--vocoder-refine": whole(0, 256), "--seed": whole(0, 2**32 - 1),
     "--duration": number(0, low_open=True), "--minutes": number(0, low_open=True), "--lr": number(0, low_open=True),
     "--start": number(0), "--weight-decay": number(0), "--ema": number(0, 1, high_open=True),
     "--clean-probability": PROBABILITY, "--task-probability": PROBABILITY, "--time-scale": number(0, low_open=True), "--video-share": number(0, 1, low_open=True, high_open=True), "--vocoder-share": number(0, 1, low_open=True, high_open=True),

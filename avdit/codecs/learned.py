@@ -29,7 +29,7 @@ from avdit.config import AudioCodecConfig, VideoCodecConfig
 # These are the options at spatial stride 8 (the shipped codec's); `video_options` gives any other.
 VIDEO_OPTIONS = {"patch": 4, "channels": [64, 128], "time_kernel": 3}
 AUDIO_OPTIONS = {"n_fft": 1280, "width": 192, "blocks": 2, "kernel": 3, "eps": 0.1, "griffin_lim_iterations": 32,
-                 "decoder": "griffin_lim", "vocoder_width": 256, "vocoder_blocks": 4}
+                 "decoder": "griffin_lim", "vocoder_width": 256, "vocoder_blocks": 4, "vocoder_refine": 0}
 AUDIO_DECODERS = ("griffin_lim", "neural")
 
 
@@ -241,9 +241,10 @@ class LearnedAudioCodec(AudioCodec):
 
     - "griffin_lim": `griffin_lim_iterations` of fast Griffin-Lim (momentum 0.99, fixed start
       phase, so decoding is deterministic), 2 FFTs of the whole signal per iteration;
-    - "neural": `PhaseVocoder` gives each bin its phase, then one inverse STFT. It is trained
-      after the autoencoder, which it leaves as it was (`train-codec --which vocoder`), so latents
-      and every model trained on them stay valid.
+    - "neural": `PhaseVocoder` gives each bin its phase, then one inverse STFT (or, with option
+      `vocoder_refine` k > 0, k Griffin-Lim iterations that start from that phase instead of a
+      random one). It is trained after the autoencoder, which it leaves as it was
+      (`train-codec --which vocoder`), so latents and every model trained on them stay valid.
 
     The latents carry no phase: a round trip keeps what is heard (pitch, loudness, timbre), not
     the waveform's exact shape, so its SNR is low while its log-spectral distance is small.
@@ -253,6 +254,7 @@ class LearnedAudioCodec(AudioCodec):
         super().__init__(config)
         opts = _options(AUDIO_OPTIONS, config.options, "audio codec 'learned'")
         self.n_fft, self.eps, self.iterations = opts["n_fft"], opts["eps"], opts["griffin_lim_iterations"]
+        self.refine = opts["vocoder_refine"]
         if self.n_fft < config.hop or (self.n_fft - config.hop) % 2:
             raise ValueError(
                 f"audio codec 'learned': n_fft {self.n_fft} must be at least the hop {config.hop} and differ "
@@ -303,14 +305,17 @@ class LearnedAudioCodec(AudioCodec):
         magnitude = self._stft(waveform.flatten(0, 1).float()).abs()  # (B*C, bins, T)
         return torch.log(magnitude + self.eps).reshape(b, c * magnitude.shape[1], -1).to(waveform.dtype)
 
-    def griffin_lim(self, magnitude: torch.Tensor) -> torch.Tensor:
-        """A waveform (N, T * hop) whose STFT magnitude is close to `magnitude` (N, bins, T)."""
-        # A fixed start phase keeps decoding deterministic; fast Griffin-Lim (momentum 0.99).
-        generator = torch.Generator().manual_seed(0)
-        phase = torch.rand(magnitude.shape, generator=generator, dtype=magnitude.dtype) * (2 * math.pi)
-        angles = torch.polar(torch.ones_like(magnitude), phase.to(magnitude.device))
+    def griffin_lim(self, magnitude: torch.Tensor, angles: torch.Tensor | None = None,
+                    iterations: int | None = None) -> torch.Tensor:
+        """A waveform (N, T * hop) whose STFT magnitude is close to `magnitude` (N, bins, T): `iterations`
+        (default: the option griffin_lim_iterations) of fast Griffin-Lim from the unit complex phases
+        `angles` (default: a fixed random start, so decoding is deterministic)."""
+        if angles is None:
+            generator = torch.Generator().manual_seed(0)
+            phase = torch.rand(magnitude.shape, generator=generator, dtype=magnitude.dtype) * (2 * math.pi)
+            angles = torch.polar(torch.ones_like(magnitude), phase.to(magnitude.device))
         previous = angles
-        for _ in range(self.iterations):
+        for _ in range(self.iterations if iterations is None else iterations):  # momentum 0.99
             rebuilt = self._stft(self._istft(magnitude * angles))
             projected = rebuilt / rebuilt.abs().clamp_min(1e-12)
             angles = projected + 0.99 * (projected - previous)
@@ -341,9 +346,12 @@ class LearnedAudioCodec(AudioCodec):
         # what the codec was trained on gives a loud frame, never an infinite one.
         return log_magnitude.float().clamp(max=math.log(self.n_fft)).reshape(b * channels, -1, raw.shape[-1])
 
-    def waveform_from_log_magnitude(self, log_magnitude: torch.Tensor, decoder: str | None = None) -> torch.Tensor:
-        """(N, bins, T) float32 log magnitudes -> waveforms (N, T * hop), by `decoder` (default: the codec's)."""
+    def waveform_from_log_magnitude(self, log_magnitude: torch.Tensor, decoder: str | None = None,
+                                    refine: int | None = None) -> torch.Tensor:
+        """(N, bins, T) float32 log magnitudes -> waveforms (N, T * hop), by `decoder` (default: the codec's);
+        `refine`: Griffin-Lim iterations after the neural decoder's phase (default: option vocoder_refine)."""
         decoder = decoder or self.decoder
+        refine = self.refine if refine is None else refine
         magnitude = (log_magnitude.exp() - self.eps).clamp_min(0.0)
         if decoder == "griffin_lim":
             return self.griffin_lim(magnitude)
@@ -352,7 +360,7 @@ class LearnedAudioCodec(AudioCodec):
                              f"{['griffin_lim'] + (['neural'] if self.vocoder is not None else [])}")
         weight = self.vocoder.out.weight
         phase = self.vocoder(log_magnitude.to(weight.dtype))
-        return self._istft(magnitude * phase)
+        return self.griffin_lim(magnitude, phase, refine) if refine else self._istft(magnitude * phase)
 
     def _decode_raw(self, raw: torch.Tensor) -> torch.Tensor:
         b, channels = raw.shape[0], self.config.channels
