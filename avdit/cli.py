@@ -156,16 +156,22 @@ def named_or(names: tuple[str, ...], other):
     return check
 
 
-def video_folder(text: str) -> str:
-    """A folder with at least one video file in it (or below it)."""
-    from avdit.data import VIDEO_EXTENSIONS
+def media_folder(what: str, extensions_of: str):
+    """A folder with at least one file of `extensions_of` (a name in avdit.data) in it (or below it)."""
+    def check(text: str) -> str:
+        from avdit import data
 
-    accepted = f"a folder of video files ({', '.join(VIDEO_EXTENSIONS)})"
-    if not os.path.isdir(text):
-        raise refuse(text, accepted, "which does not exist" if not os.path.exists(text) else "which is not a folder")
-    if not any(name.lower().endswith(VIDEO_EXTENSIONS) for _, _, names in os.walk(text) for name in names):
-        raise refuse(text, accepted, "which holds no video file")
-    return text
+        extensions = getattr(data, extensions_of)
+        accepted = f"a folder of {what} files ({', '.join(extensions)})"
+        if not os.path.isdir(text):
+            raise refuse(text, accepted, "which does not exist" if not os.path.exists(text) else "which is not a folder")
+        if not any(name.lower().endswith(extensions) for _, _, names in os.walk(text) for name in names):
+            raise refuse(text, accepted, f"which holds no {what} file")
+        return text
+    return check
+
+
+video_folder = media_folder("video", "VIDEO_EXTENSIONS")
 
 
 def output_file(*suffixes: str, make_folders: bool = False):
@@ -315,6 +321,8 @@ PROBABILITY = number(0, 1)
 MODEL = checkpoint_with("denoiser", "codecs")
 CODECS = named_or(("analytic",), checkpoint_with("codecs"))
 DATA = named_or(("toneshapes",), video_folder)
+# train-codec: --which video also takes photographs, --which audio audio files (avdit.data.STREAMS)
+CODEC_DATA = named_or(("toneshapes",), media_folder("video, photo or audio", "MEDIA_EXTENSIONS"))
 
 # What each option accepts, by name; ("command", "--option") entries are for one command only.
 CHECKS = {
@@ -338,7 +346,7 @@ CHECKS = {
     ("train", "--output"): output_file(".safetensors", make_folders=True),
     ("train-codec", "--output"): output_file(".safetensors", make_folders=True),
     ("eval", "--output"): output_file(".md", make_folders=True),
-    ("train-codec", "--video-frames"): video_frames,
+    ("train-codec", "--video-frames"): video_frames, ("train-codec", "--data"): CODEC_DATA,
     # the clip layout (train-codec records it; train takes it from its codecs)
     "--size": frame_size, "--fps": number(0, 1000, low_open=True), "--sample-rate": whole(1000, 768_000),
     "--window-frames": window_frames, "--spatial-stride": spatial_stride,

@@ -441,25 +441,43 @@ class ToneShapesDataset(torch.utils.data.Dataset):
 
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts")
+PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+AUDIO_EXTENSIONS = (".wav", ".ogg", ".oga", ".opus", ".mp3", ".flac", ".m4a", ".aac")
+STREAMS = {  # what a folder's files must hold, and which files are looked at, for each kind of data set
+    "both": VIDEO_EXTENSIONS,
+    "video": VIDEO_EXTENSIONS + PHOTO_EXTENSIONS,
+    "audio": VIDEO_EXTENSIONS + AUDIO_EXTENSIONS,
+}
+MEDIA_EXTENSIONS = VIDEO_EXTENSIONS + PHOTO_EXTENSIONS + AUDIO_EXTENSIONS
+PHOTO_CLIPS = 8  # clips a photograph gives with streams="video", each with its own camera path
 
 
 class VideoFolderDataset(torch.utils.data.Dataset):
-    """Clips of `clip_seconds` cut back to back from every video file (with sound) in a folder.
+    """Clips of `clip_seconds` cut back to back from every media file in a folder.
 
     Items are dicts: `video` (F, H, W, 3) float32 in 0..1 at `fps` and `size` (centre crop and
     area resize), `audio` (channels, S) float32 at `sample_rate`, `path` and `start` (seconds).
     F = round(clip_seconds * fps) and S = round(clip_seconds * sample_rate) exactly. Files are
     probed once here (headers only); frames are decoded per item, only the clip's time range.
-    Files without a video or an audio stream, or shorter than one clip, are skipped and listed in
-    `skipped` as (path, reason).
+
+    `streams`: "both" (the default) reads video files with sound and gives both; "video" gives
+    only `video`, from video files with or without sound and from photographs (PHOTO_EXTENSIONS),
+    each of which gives PHOTO_CLIPS clips of a camera panning and zooming across it (`start` is
+    the clip's number then); "audio" gives only `audio`, from audio files and the sound of video
+    files. Files without the streams asked for, or shorter than one clip, are skipped and listed
+    in `skipped` as (path, reason).
     """
 
     def __init__(self, folder: str | os.PathLike, clip_seconds: float = FRAMES / FPS,
                  fps: float = FPS, sample_rate: int = SAMPLE_RATE,
                  size: tuple[int, int] | int = (SIZE, SIZE), channels: int = 1,
-                 recursive: bool = True, extensions: Sequence[str] = VIDEO_EXTENSIONS):
+                 recursive: bool = True, extensions: Sequence[str] | None = None, streams: str = "both"):
         from avdit import media  # lazy: data sets of ToneShapes must not need the media layer
 
+        if streams not in STREAMS:
+            raise ValueError(f"streams is {streams!r}; expected one of {sorted(STREAMS)}")
+        extensions = STREAMS[streams] if extensions is None else extensions
+        self.streams = streams
         self._media = media
         self.folder = os.fspath(folder)
         if not os.path.isdir(self.folder):
@@ -481,7 +499,10 @@ class VideoFolderDataset(torch.utils.data.Dataset):
         self.clips: list[tuple[str, float]] = []
         self.skipped: list[tuple[str, str]] = []
         for path in self._find(self.folder, recursive, tuple(e.lower() for e in extensions)):
-            duration, reason = _probe(path)
+            if streams == "video" and path.lower().endswith(PHOTO_EXTENSIONS):
+                self.clips += [(path, float(k)) for k in range(PHOTO_CLIPS)]
+                continue
+            duration, reason = _probe(path, streams)
             if reason is None and duration < self.clip_seconds:
                 reason = f"{duration:.3f} s is shorter than one clip ({self.clip_seconds} s)"
             if reason is not None:
@@ -491,11 +512,12 @@ class VideoFolderDataset(torch.utils.data.Dataset):
             count = int((duration + 0.5 / fps) // self.clip_seconds) or 1  # up to half a frame short is a whole clip
             self.clips += [(path, i * self.clip_seconds) for i in range(count)]
         if not self.clips:
-            raise ValueError(f"folder {self.folder!r} has no usable video clips of "
-                             f"{self.clip_seconds} s with sound (skipped: "
-                             f"{self.skipped or 'no files found'}); "
-                             f"give files with a video and an audio stream "
-                             f"({', '.join(extensions)})")
+            wanted = {"both": "video clips of {s} s with sound", "video": "video clips of {s} s or photographs",
+                      "audio": "sound of {s} s or more"}[streams].format(s=self.clip_seconds)
+            given = {"both": "files with a video and an audio stream", "video": "video files or photographs",
+                     "audio": "audio files, or video files with sound"}[streams]
+            raise ValueError(f"folder {self.folder!r} has no usable {wanted} (skipped: "
+                             f"{self.skipped or 'no files found'}); give {given} ({', '.join(extensions)})")
 
     @staticmethod
     def _find(folder: str, recursive: bool, extensions: tuple[str, ...]) -> list[str]:
@@ -510,14 +532,58 @@ class VideoFolderDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         path, start = self.clips[index]
-        decoded = self._media.decode(path, start=start, duration=self.clip_seconds)
-        # num_frames holds the last frame if the file ends a frame early.
-        video = self._media.conform_video(decoded.frames, decoded.fps, self.fps, size=self.size,
-                                          mode="crop", num_frames=self.frames)
-        audio = self._media.conform_audio(decoded.waveform, decoded.sample_rate,
-                                          self.sample_rate, self.channels)
-        return {"video": video.float(), "audio": _fit_samples(audio.float(), self.samples),
-                "path": path, "start": start}
+        item = {"path": path, "start": start}
+        if self.streams == "video" and path.lower().endswith(PHOTO_EXTENSIONS):
+            photo = self._media.decode(path, video=True, audio=False).frames[0]  # (H, W, 3)
+            item["video"] = camera_path_clip(photo, self.frames, self.size, seed=(path, int(start)))
+            return item
+        want = {"both": (True, True), "video": (True, False), "audio": (False, True)}[self.streams]
+        decoded = self._media.decode(path, start=start, duration=self.clip_seconds, video=want[0], audio=want[1])
+        if want[0]:  # num_frames holds the last frame if the file ends a frame early.
+            item["video"] = self._media.conform_video(decoded.frames, decoded.fps, self.fps, size=self.size,
+                                                      mode="crop", num_frames=self.frames).float()
+        if want[1]:
+            audio = self._media.conform_audio(decoded.waveform, decoded.sample_rate, self.sample_rate, self.channels)
+            item["audio"] = _fit_samples(audio.float(), self.samples)
+        return item
+
+
+def camera_path_clip(photo: torch.Tensor, frames: int, size: tuple[int, int], seed) -> torch.Tensor:
+    """A clip (frames, H, W, 3) in 0..1 of a camera moving over a photograph (h, w, 3) in 0..1: a window of
+    the clip's aspect ratio, between 45 % and 90 % of the photo's largest such window, pans in a straight
+    line between two random places and zooms between two random sizes. `seed` (any hashable made of str
+    and int) picks the path, the same every time."""
+    import hashlib
+
+    height, width = size
+    digest = hashlib.sha256(repr(seed).encode()).digest()
+    rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+    h, w = photo.shape[:2]
+    # the photo at no more than twice the clip's size across the largest window: bilinear sampling of it
+    # below then never skips more than every other pixel
+    largest = min(h / height, w / width)  # largest window is (largest * height, largest * width) pixels
+    shrink = min(1.0, 2.0 / (largest * 0.45))
+    image = photo.permute(2, 0, 1)[None].float()  # (1, 3, h, w)
+    if shrink < 1.0:
+        image = torch.nn.functional.interpolate(image, size=(max(1, round(h * shrink)), max(1, round(w * shrink))),
+                                                mode="area")
+    scales = rng.uniform(0.45, 0.9, size=2) * largest  # window height / clip height, at the start and the end
+    t = torch.linspace(0.0, 1.0, frames, dtype=torch.float64)[:, None]
+    scale = scales[0] + (scales[1] - scales[0]) * t  # (F, 1) in photo pixels per clip pixel
+    half_h, half_w = scale * height / 2, scale * width / 2
+    # window centres in photo pixels; a centre keeps the whole window inside the photo
+    starts, ends = rng.uniform(0.0, 1.0, size=2), rng.uniform(0.0, 1.0, size=2)
+    cy = half_h + (h - 2 * half_h) * (starts[0] + (ends[0] - starts[0]) * t)
+    cx = half_w + (w - 2 * half_w) * (starts[1] + (ends[1] - starts[1]) * t)
+    # sampling grid in grid_sample's -1..1 coordinates of the photo (pixel centres, align_corners=False)
+    ys = (torch.arange(height, dtype=torch.float64) + 0.5 - height / 2) / height  # -0.5..0.5 of the window
+    xs = (torch.arange(width, dtype=torch.float64) + 0.5 - width / 2) / width
+    gy = (cy[:, :, None] + ys[None, :, None] * 2 * half_h[:, :, None]) / h * 2 - 1  # (F, H, 1)
+    gx = (cx[:, None, :] + xs[None, None, :] * 2 * half_w[:, None, :]) / w * 2 - 1  # (F, 1, W)
+    grid = torch.stack(torch.broadcast_tensors(gx, gy), dim=-1).float()  # (F, H, W, 2) as (x, y)
+    clip = torch.nn.functional.grid_sample(image.expand(frames, -1, -1, -1), grid, mode="bilinear",
+                                           padding_mode="border", align_corners=False)
+    return clip.permute(0, 2, 3, 1).clamp(0.0, 1.0).contiguous()  # (F, H, W, 3)
 
 
 def _fit_samples(waveform: torch.Tensor, length: int) -> torch.Tensor:
@@ -529,20 +595,21 @@ def _fit_samples(waveform: torch.Tensor, length: int) -> torch.Tensor:
     return torch.cat([waveform, waveform.new_zeros(*waveform.shape[:-1], length - have)], -1)
 
 
-def _probe(path: str) -> tuple[float, str | None]:
-    """Duration in seconds of the shorter of the first video and audio streams, or a reason to
-    skip the file. Reads headers only."""
+def _probe(path: str, streams: str = "both") -> tuple[float, str | None]:
+    """Duration in seconds of the shorter of the first video and audio streams (of the one asked for,
+    with `streams` "video" or "audio"), or a reason to skip the file. Reads headers only."""
     import av  # PyAV; only needed for user folders
 
     try:
         with av.open(path) as container:
             video = next(iter(container.streams.video), None)
             audio = next(iter(container.streams.audio), None)
-            if video is None:
+            if video is None and streams != "audio":
                 return 0.0, "no video stream"
-            if audio is None:
+            if audio is None and streams != "video":
                 return 0.0, "no audio stream"
-            durations = [float(s.duration * s.time_base) for s in (video, audio)
+            used = {"both": (video, audio), "video": (video,), "audio": (audio,)}[streams]
+            durations = [float(s.duration * s.time_base) for s in used
                          if s.duration is not None and s.time_base is not None]
             if not durations and container.duration is not None:
                 durations = [container.duration / av.time_base]

@@ -271,3 +271,95 @@ def test_video_folder_dataset_refuses_a_folder_without_clips(tmp_path):
     (tmp_path / "broken.mp4").write_bytes(b"not really an mp4")
     with pytest.raises(ValueError, match="no usable video clips"):
         data.VideoFolderDataset(tmp_path)
+
+
+def _write_silent_mp4(path, seconds, fps=8):
+    """A video file with no sound: a grey ramp, 64 x 48."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        for i in range(int(seconds * fps)):
+            image = np.full((48, 64, 3), (i * 9) % 255, np.uint8)
+            container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(video.encode())
+
+
+def _write_wav(path, seconds, rate=16000, hz=440.0):
+    import av
+
+    with av.open(str(path), "w") as container:
+        audio = container.add_stream("pcm_s16le", rate=rate, layout="mono")
+        tone = (np.sin(2 * np.pi * hz * np.arange(int(seconds * rate)) / rate) * 0.3 * 32767).astype(np.int16)
+        sound = av.AudioFrame.from_ndarray(tone[None], format="s16", layout="mono")
+        sound.sample_rate = rate
+        container.mux(audio.encode(sound))
+        container.mux(audio.encode())
+
+
+def _write_ramp_png(path, height=120, width=200):
+    """A photograph stand-in whose red channel is the column / width and green the row / height."""
+    import av
+
+    ys, xs = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    image = np.stack([xs * 255 // (width - 1), ys * 255 // (height - 1), np.zeros_like(xs)], -1).astype(np.uint8)
+    with av.open(str(path), "w", format="image2") as container:
+        stream = container.add_stream("png", rate=1)
+        stream.width, stream.height, stream.pix_fmt = width, height, "rgb24"
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    return image
+
+
+def test_a_video_folder_data_set_takes_silent_videos_and_photographs(tmp_path):
+    _write_silent_mp4(tmp_path / "silent.mp4", seconds=4.5)
+    _write_ramp_png(tmp_path / "photo.png")
+    _write_wav(tmp_path / "tone.wav", seconds=3.0)  # not looked at for video
+    dataset = data.VideoFolderDataset(tmp_path, clip_seconds=2.125, fps=8, size=(32, 48), streams="video")
+    assert dataset.clips == [(str(tmp_path / "photo.png"), float(k)) for k in range(data.PHOTO_CLIPS)] + [
+        (str(tmp_path / "silent.mp4"), 0.0), (str(tmp_path / "silent.mp4"), 2.125)]
+    item = dataset[len(dataset) - 1]
+    assert set(item) == {"video", "path", "start"} and item["video"].shape == (17, 32, 48, 3)
+    photo = dataset[3]
+    assert photo["video"].shape == (17, 32, 48, 3) and torch.equal(photo["video"], dataset[3]["video"])
+    assert not torch.equal(photo["video"], dataset[4]["video"])  # each clip of a photo has its own path
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(ValueError, match="has no usable sound of 2.125 s or more"):
+        data.VideoFolderDataset(tmp_path / "nothing", streams="audio")
+    with pytest.raises(ValueError, match=r"streams is 'sound'; expected one of \['audio', 'both', 'video'\]"):
+        data.VideoFolderDataset(tmp_path, streams="sound")
+
+
+def test_an_audio_folder_data_set_takes_audio_files_and_the_sound_of_videos(tmp_path):
+    _write_silent_mp4(tmp_path / "silent.mp4", seconds=4.5)
+    _write_clip_mp4(tmp_path / "clip.mp4", seconds=2.5)
+    _write_wav(tmp_path / "tone.wav", seconds=4.4, hz=880.0)
+    dataset = data.VideoFolderDataset(tmp_path, clip_seconds=2.125, fps=8, sample_rate=16000, streams="audio")
+    assert dataset.clips == [(str(tmp_path / "clip.mp4"), 0.0), (str(tmp_path / "tone.wav"), 0.0),
+                             (str(tmp_path / "tone.wav"), 2.125)]
+    assert dataset.skipped == [(str(tmp_path / "silent.mp4"), "no audio stream")]
+    item = dataset[2]
+    assert set(item) == {"audio", "path", "start"} and item["audio"].shape == (1, 34000)
+    heard = data.audio_features(item["audio"][0], 17)
+    assert np.all(np.abs(semitones(heard["f0"][1:-1], 880.0)) < 0.2)
+
+
+def test_a_camera_path_pans_and_zooms_inside_the_photograph():
+    height, width = 120, 200
+    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    photo = torch.stack([xs / (width - 1), ys / (height - 1), torch.zeros_like(xs, dtype=torch.float32)], -1).float()
+    clip = data.camera_path_clip(photo, 17, (32, 48), seed=("photo.png", 3))
+    assert clip.shape == (17, 32, 48, 3) and torch.equal(clip, data.camera_path_clip(photo, 17, (32, 48), ("photo.png", 3)))
+    # the red channel is the photo's column: across each frame it rises left to right, as a window onto the photo does
+    assert bool((clip[:, :, 1:, 0] >= clip[:, :, :-1, 0] - 1e-6).all())
+    centre_x = clip[:, :, :, 0].mean(dim=(1, 2))  # where the window is, frame by frame
+    span_x = clip[:, :, -1, 0].mean(1) - clip[:, :, 0, 0].mean(1)  # how wide it is
+    steps, zoom = centre_x.diff(), span_x.diff()
+    # a straight pan at constant speed and a steady zoom: equal steps from frame to frame
+    assert torch.allclose(steps, steps.mean().expand_as(steps), atol=2e-3)
+    assert torch.allclose(zoom, zoom.mean().expand_as(zoom), atol=2e-3)
+    # the window stays inside the photo, between 45 % and 90 % of its largest window (120 of 200 x 120 here)
+    assert 0.45 * 180 / 199 - 0.02 <= float(span_x.min()) and float(span_x.max()) <= 0.9 * 180 / 199 + 0.02
+    other = data.camera_path_clip(photo, 17, (32, 48), seed=("photo.png", 4))
+    assert not torch.allclose(other, clip, atol=0.05)

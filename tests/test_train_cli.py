@@ -262,5 +262,55 @@ def test_codec_training_refuses_a_folder_without_videos(tmp_path):
     (tmp_path / "empty").mkdir()
     result = subprocess.run([sys.executable, "-m", "avdit", "train-codec", "--data", str(tmp_path / "empty"), "--steps", "1",
                              "--output", str(tmp_path / "c.safetensors")], cwd=tmp_path, env=ENV, capture_output=True, text=True)
-    assert result.returncode == 2 and f"--data is '{tmp_path / 'empty'}', which holds no video file" in result.stderr
+    assert result.returncode == 2 and f"--data is '{tmp_path / 'empty'}', which holds no video, photo or audio file" in result.stderr
     assert not (tmp_path / "c.safetensors").exists()
+
+
+def test_codecs_train_one_at_a_time_on_photographs_and_on_audio_files(tmp_path):
+    """--which video learns from photographs (a camera moving across each) and silent videos,
+    --which audio from audio files; --which both still needs videos with sound, and says so."""
+    import av
+    import numpy as np
+
+    from avdit.codecs import load_codecs
+
+    visual, sounds = tmp_path / "visual", tmp_path / "sounds"
+    visual.mkdir(), sounds.mkdir()
+    for i in range(2):
+        image = (np.random.default_rng(i).random((90, 120, 3)) * 255).astype(np.uint8)
+        with av.open(str(visual / f"photo{i}.png"), "w", format="image2") as container:
+            stream = container.add_stream("png", rate=1)
+            stream.width, stream.height, stream.pix_fmt = 120, 90, "rgb24"
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+            container.mux(stream.encode())
+    with av.open(str(sounds / "tone.wav"), "w") as container:
+        stream = container.add_stream("pcm_s16le", rate=16000, layout="mono")
+        tone = (np.sin(np.arange(16000 * 5) * 2 * np.pi * 440 / 16000) * 9000).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(tone[None], format="s16", layout="mono")
+        frame.sample_rate = 16000
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+    def codec_training(*argv):
+        return subprocess.run([sys.executable, "-m", "avdit", "train-codec", *argv, "--steps", "1", "--batch", "1",
+                               "--audio-batch", "1", "--video-frames", "5"],
+                              cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
+
+    video_only = tmp_path / "video.safetensors"
+    result = codec_training("--which", "video", "--data", str(visual), "--output", str(video_only))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert read_config(video_only).training["codecs"]["data"] == (
+        f"16 clips of 2.125 s from {visual}: 15 to train, 1 held out to score")  # 8 camera paths a photo
+    both = tmp_path / "both.safetensors"
+    result = codec_training("--which", "audio", "--base", str(video_only), "--data", str(sounds), "--output", str(both))
+    assert result.returncode == 0, result.stderr[-2000:]
+    video, audio, config = load_codecs(both)
+    assert config.training["codecs"]["data"] == f"2 clips of 2.125 s from {sounds}: 1 to train, 1 held out to score"
+    assert config.training["codecs"]["video"]["steps"] == 1 and config.training["codecs"]["audio"]["steps"] == 1
+    assert config.training["codecs"]["video"]["data"] == f"16 clips of 2.125 s from {visual}: 15 to train, 1 held out to score"
+    assert config.training["codecs"]["audio"]["data"] == config.training["codecs"]["data"]
+
+    refused = tmp_path / "refused.safetensors"
+    result = codec_training("--data", str(sounds), "--output", str(refused))
+    assert result.returncode == 2 and not refused.exists()
+    assert f"train-codec: --data {sounds}: folder '{sounds}' has no usable video clips of 2.125 s with sound" in result.stderr

@@ -108,8 +108,9 @@ class Clips:
     HELD_OUT_SEED.. to score. A folder: its windows (`avdit.data.VideoFolderDataset`), the
     last tenth (at least one, when there are two or more) held out to score, the rest to train."""
 
-    def __init__(self, data: str = "toneshapes", layout: LayoutConfig = TONESHAPES_LAYOUT, channels: int = 1):
-        self.data, self.layout, self.channels = data, layout, channels
+    def __init__(self, data: str = "toneshapes", layout: LayoutConfig = TONESHAPES_LAYOUT, channels: int = 1,
+                 streams: str = "both"):
+        self.data, self.layout, self.channels, self.streams = data, layout, channels, streams
         self.window = layout.window_frames
         self.folder = None
         if data != "toneshapes":
@@ -117,14 +118,18 @@ class Clips:
 
             self.folder = VideoFolderDataset(data, clip_seconds=self.window / layout.fps, fps=layout.fps,
                                              sample_rate=layout.sample_rate, size=(layout.height, layout.width),
-                                             channels=channels)
+                                             channels=channels, streams=streams)
             held = len(self.folder) // 10 or (1 if len(self.folder) > 1 else 0)
             self.train_count = len(self.folder) - held
             self.held_out = list(range(self.train_count, len(self.folder))) or [0]
 
-    def _folder_batch(self, indices, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _folder_batch(self, indices, frames: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Video (B, frames, H, W, 3) and audio (B, C, S) of the folder's windows; None for a stream
+        the folder was not read for (streams "video" or "audio")."""
         items = [self.folder[int(i)] for i in indices]
-        return torch.stack([it["video"][:frames] for it in items]), torch.stack([it["audio"] for it in items])
+        video = torch.stack([it["video"][:frames] for it in items]) if "video" in items[0] else None
+        audio = torch.stack([it["audio"] for it in items]) if "audio" in items[0] else None
+        return video, audio
 
     def _toneshapes(self, seeds, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
         return toneshapes_batch(seeds, frames, self.layout, self.channels)
@@ -525,7 +530,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "trains the neural decoder")
     parser.add_argument("--data", default="toneshapes",
                         help="'toneshapes' or a folder of your own videos with sound (cut into windows of the layout: "
-                             "--window-frames at --fps, --size, --sample-rate mono; the last tenth held out for the scores)")
+                             "--window-frames at --fps, --size, --sample-rate mono; the last tenth held out for the scores); "
+                             "with --which video, videos with or without sound and photographs (each gives 8 clips of a "
+                             "camera moving across it); with --which audio or vocoder, audio files and videos with sound")
     add_layout_arguments(parser, "with --which video|audio, --base's")
     parser.add_argument("--spatial-stride", type=int, default=None,
                         help="the video codec's spatial down-sampling, a power of 2: the latent grid is --size over it "
@@ -611,8 +618,8 @@ def run(args: argparse.Namespace) -> int:
     config, refusal = _with_layout(args, config)
     if refusal:
         return refuse(refusal)
-    try:
-        clips = Clips(args.data, config.layout)
+    try:  # a folder needs only the streams of the codecs it trains
+        clips = Clips(args.data, config.layout, streams={"both": "both", "video": "video"}.get(args.which, "audio"))
     except ValueError as exc:
         return refuse(f"--data {args.data}: {exc}")
     from avdit.train import _distributed
@@ -627,13 +634,15 @@ def run(args: argparse.Namespace) -> int:
                    "processes": world, "lr": args.lr, "seed": args.seed})
     if args.which in ("both", "video"):
         video, report["video"] = train_video(args, seconds * (args.video_share if args.which == "both" else 1.0), clips, where)
+        report["video"]["data"] = clips.describe()  # each codec's own: --which video|audio keep the other's
     else:
         video = base_video
     if args.which in ("both", "audio"):
         audio, report["audio"] = train_audio(args, seconds * (1 - args.video_share if args.which == "both" else 1.0), clips, where)
+        report["audio"]["data"] = clips.describe()
     elif args.which == "vocoder":
         audio, vocoder_report = train_vocoder_of(base_audio, args, seconds, clips, where)
-        report["audio"] = {**report.get("audio", {}), "decoder": "neural", "vocoder": vocoder_report}
+        report["audio"] = {**report.get("audio", {}), "decoder": "neural", "vocoder": {**vocoder_report, "data": clips.describe()}}
     else:
         audio = base_audio
     if rank == 0:
