@@ -464,8 +464,9 @@ class VideoFolderDataset(torch.utils.data.Dataset):
     only `video`, from video files with or without sound and from photographs (PHOTO_EXTENSIONS),
     each of which gives PHOTO_CLIPS clips of a camera panning and zooming across it (`start` is
     the clip's number then); "audio" gives only `audio`, from audio files and the sound of video
-    files. Files without the streams asked for, or shorter than one clip, are skipped and listed
-    in `skipped` as (path, reason).
+    files, a sound shorter than one clip giving one clip padded with silence. Files without the
+    streams asked for, or (with video) shorter than one clip, are skipped and listed in `skipped`
+    as (path, reason).
     """
 
     def __init__(self, folder: str | os.PathLike, clip_seconds: float = FRAMES / FPS,
@@ -503,6 +504,9 @@ class VideoFolderDataset(torch.utils.data.Dataset):
                 self.clips += [(path, float(k)) for k in range(PHOTO_CLIPS)]
                 continue
             duration, reason = _probe(path, streams)
+            if streams == "audio" and reason is None and 0 < duration < self.clip_seconds:
+                self.clips.append((path, 0.0))  # a short sound (a word, an effect): one clip, padded with silence
+                continue
             if reason is None and duration < self.clip_seconds:
                 reason = f"{duration:.3f} s is shorter than one clip ({self.clip_seconds} s)"
             if reason is not None:

@@ -335,9 +335,12 @@ def test_an_audio_folder_data_set_takes_audio_files_and_the_sound_of_videos(tmp_
     _write_silent_mp4(tmp_path / "silent.mp4", seconds=4.5)
     _write_clip_mp4(tmp_path / "clip.mp4", seconds=2.5)
     _write_wav(tmp_path / "tone.wav", seconds=4.4, hz=880.0)
+    _write_wav(tmp_path / "word.wav", seconds=0.5, hz=220.0)
     dataset = data.VideoFolderDataset(tmp_path, clip_seconds=2.125, fps=8, sample_rate=16000, streams="audio")
     assert dataset.clips == [(str(tmp_path / "clip.mp4"), 0.0), (str(tmp_path / "tone.wav"), 0.0),
-                             (str(tmp_path / "tone.wav"), 2.125)]
+                             (str(tmp_path / "tone.wav"), 2.125), (str(tmp_path / "word.wav"), 0.0)]
+    word = dataset[3]["audio"]  # a short sound is one clip: the sound, then silence
+    assert word.shape == (1, 34000) and float(word[:, :7000].abs().max()) > 0.2 and float(word[:, 9000:].abs().max()) == 0.0
     assert dataset.skipped == [(str(tmp_path / "silent.mp4"), "no audio stream")]
     item = dataset[2]
     assert set(item) == {"audio", "path", "start"} and item["audio"].shape == (1, 34000)
