@@ -534,6 +534,33 @@ class VideoFolderDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.clips)
 
+    def readable(self, indices) -> list[dict]:
+        """The items of `indices` whose files decode. A file that fails (probing reads headers only, so a
+        broken stream shows up here) is listed in `skipped` with FFmpeg's reason, named once on stderr, and
+        its clips are left out from then on, so one bad file among thousands does not stop training."""
+        import sys
+
+        unreadable = getattr(self, "_unreadable", None)
+        if unreadable is None:
+            unreadable = self._unreadable = set()
+        items = []
+        for index in indices:
+            path = self.clips[int(index)][0]
+            if path in unreadable:
+                continue
+            try:
+                items.append(self[int(index)])
+            except self._media.MediaError as error:
+                unreadable.add(path)
+                self.skipped.append((path, str(error)))
+                print(f"skipping {path} from now on: {error}", file=sys.stderr, flush=True)
+        return items
+
+    def unreadable_clips(self, indices) -> int:
+        """How many of `indices` are clips of files that failed to decode."""
+        unreadable = getattr(self, "_unreadable", set())
+        return sum(self.clips[int(i)][0] in unreadable for i in indices)
+
     def __getitem__(self, index: int) -> dict:
         path, start = self.clips[index]
         item = {"path": path, "start": start}

@@ -213,7 +213,7 @@ def encode_dataset(config: AVDiTConfig, codecs: tuple, data: str, clips: int, de
                                                 channels=config.audio_codec.channels)
         if len(folder) == 0:
             raise ValueError(f"--data {data}: no usable clips found (skipped: {folder.skipped[:3]})")
-        source = ((item["video"], item["audio"]) for item in (folder[i] for i in range(min(clips, len(folder)))))
+        source = ((item["video"], item["audio"]) for i in range(min(clips, len(folder))) for item in folder.readable([i]))
     batch_v, batch_a = [], []
 
     def flush():
@@ -228,6 +228,8 @@ def encode_dataset(config: AVDiTConfig, codecs: tuple, data: str, clips: int, de
             flush()
     if batch_v:
         flush()
+    if not videos:
+        raise ValueError(f"--data {data}: none of its clips decode (skipped: {folder.skipped[:3]})")
     video, audio = torch.cat(videos), torch.cat(audios)
     if cache:
         Path(cache).parent.mkdir(parents=True, exist_ok=True)

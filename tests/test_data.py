@@ -366,3 +366,39 @@ def test_a_camera_path_pans_and_zooms_inside_the_photograph():
     assert 0.45 * 180 / 199 - 0.02 <= float(span_x.min()) and float(span_x.max()) <= 0.9 * 180 / 199 + 0.02
     other = data.camera_path_clip(photo, 17, (32, 48), seed=("photo.png", 4))
     assert not torch.allclose(other, clip, atol=0.05)
+
+
+def test_a_file_that_fails_to_decode_is_skipped_named_once_and_its_clips_replaced(tmp_path, monkeypatch, capsys):
+    """Probing reads headers only; a stream FFmpeg cannot decode shows up while training, and must not stop it."""
+    from avdit import media
+    from avdit.codecs.train import Clips
+    from avdit.config import LayoutConfig
+
+    for name in ("a.wav", "b.wav", "c.wav"):
+        _write_wav(tmp_path / name, seconds=2.2)
+    broken = str(tmp_path / "b.wav")
+    decode = media.decode
+
+    def failing(path, *args, **kwargs):
+        if str(path) == broken:
+            raise media.MediaError(f"decode: {path!r} is corrupt or truncated: FFmpeg failed while decoding")
+        return decode(path, *args, **kwargs)
+
+    monkeypatch.setattr(media, "decode", failing)
+    dataset = data.VideoFolderDataset(tmp_path, clip_seconds=2.125, fps=8, sample_rate=16000, streams="audio")
+    items = dataset.readable([0, 1, 2, 1])
+    assert [it["path"] for it in items] == [str(tmp_path / "a.wav"), str(tmp_path / "c.wav")]
+    assert dataset.skipped == [(broken, f"decode: {broken!r} is corrupt or truncated: FFmpeg failed while decoding")]
+    assert capsys.readouterr().err.count(f"skipping {broken} from now on") == 1  # once, then left out untried
+    assert dataset.unreadable_clips(range(3)) == 1
+
+    # codec training draws replacements from the training clips (a.wav, b.wav; c.wav is held out)
+    clips = Clips(str(tmp_path), LayoutConfig(), streams="audio")
+    clips.folder = dataset
+    clips.train_count, clips.held_out = 2, [2]
+    video, audio = clips.train(np.random.default_rng(0), 4, 17)
+    assert video is None and audio.shape == (4, 1, 34000)
+    monkeypatch.setattr(media, "decode", lambda *a, **k: (_ for _ in ()).throw(media.MediaError("decode: broken")))
+    dataset._unreadable.add(str(tmp_path / "a.wav"))
+    with pytest.raises(ValueError, match="none of its 2 training clips decode"):
+        clips.train(np.random.default_rng(0), 4, 17)

@@ -123,10 +123,12 @@ class Clips:
             self.train_count = len(self.folder) - held
             self.held_out = list(range(self.train_count, len(self.folder))) or [0]
 
-    def _folder_batch(self, indices, frames: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Video (B, frames, H, W, 3) and audio (B, C, S) of the folder's windows; None for a stream
-        the folder was not read for (streams "video" or "audio")."""
-        items = [self.folder[int(i)] for i in indices]
+    def _folder_batch(self, indices, frames: int, items: list | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Video (B, frames, H, W, 3) and audio (B, C, S) of the folder's windows that decode; None for a
+        stream the folder was not read for (streams "video" or "audio")."""
+        items = self.folder.readable(indices) if items is None else items
+        if not items:
+            raise ValueError(f"none of the folder's clips {list(indices)[:4]}... decode (see the skipped files above)")
         video = torch.stack([it["video"][:frames] for it in items]) if "video" in items[0] else None
         audio = torch.stack([it["audio"] for it in items]) if "audio" in items[0] else None
         return video, audio
@@ -137,7 +139,12 @@ class Clips:
     def train(self, rng, count: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self.folder is None:
             return self._toneshapes(rng.integers(0, HELD_OUT_SEED, count), frames)
-        return self._folder_batch(rng.integers(0, self.train_count, count), frames)
+        items = []
+        while len(items) < count:  # clips of a file that fails to decode are replaced by others
+            if self.folder.unreadable_clips(range(self.train_count)) == self.train_count:
+                raise ValueError(f"--data {self.data}: none of its {self.train_count} training clips decode")
+            items += self.folder.readable(rng.integers(0, self.train_count, count - len(items)))
+        return self._folder_batch(None, frames, items)
 
     def statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.folder is None:
