@@ -28,9 +28,9 @@ def round_trip_video(codec: VideoCodec, frames: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def round_trip_audio(codec: AudioCodec, waveform: torch.Tensor) -> torch.Tensor:
-    """Waveform (C, S) through the codec: the first S decoded samples."""
-    return codec.decode(codec.encode(waveform[None]))[0, :, : waveform.shape[1]]
+def round_trip_audio(codec: AudioCodec, waveform: torch.Tensor, **options) -> torch.Tensor:
+    """Waveform (C, S) through the codec (`options` to its decoder): the first S decoded samples."""
+    return codec.decode(codec.encode(waveform[None]), **options)[0, :, : waveform.shape[1]]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,7 +70,6 @@ def run(args: argparse.Namespace) -> int:
                              if config.audio_codec.kind != "learned" else
                              f"has {' and '.join(available)} only; train a neural decoder with "
                              f"`python -m avdit train-codec --which vocoder --base {where if args.checkpoint else 'CHECKPOINT'}`"))
-        audio_codec.decoder = args.audio_decoder
     layout = config.layout
     try:
         frames = conform_video(media.frames, media.fps, layout.fps, (layout.height, layout.width), mode=args.resize)
@@ -86,11 +85,12 @@ def run(args: argparse.Namespace) -> int:
           f"PSNR {video_psnr(frames, decoded_frames):.2f} dB")
     decoded_waveform = None
     if waveform is not None:
-        decoded_waveform = round_trip_audio(audio_codec, waveform)
+        options = {"decoder": args.audio_decoder} if args.audio_decoder else {}
+        decoded_waveform = round_trip_audio(audio_codec, waveform, **options)
         snr = audio_snr(waveform, decoded_waveform)
         lsd = log_spectral_distance(waveform, decoded_waveform)
         mel = log_mel_distance(waveform, decoded_waveform, layout.sample_rate)
-        decoder = f", {audio_codec.decoder} decoder" if config.audio_codec.kind == "learned" else ""
+        decoder = f", {args.audio_decoder or audio_codec.decoder} decoder" if config.audio_codec.kind == "learned" else ""
         print(f"audio: {waveform.shape[1] / layout.sample_rate:.2f} s at {layout.sample_rate} Hz, "
               f"{waveform.shape[0]} channel(s) (from {media.sample_rate} Hz, {media.waveform.shape[0]} channel(s){decoder}): "
               f"SNR {snr:.2f} dB, log-spectral distance {lsd:.2f} dB, log-mel distance {mel:.2f} dB"

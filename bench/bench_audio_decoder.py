@@ -39,8 +39,7 @@ def timed(fn, repeats=3):
 @torch.no_grad()
 def decode_with(codec, latent, decoder):
     """`decoder` is ("griffin_lim", None) or ("neural", refine iterations)."""
-    raw = latent / codec.config.latent_scale + codec.config.latent_shift
-    return codec.waveform_from_log_magnitude(codec.decoded_log_magnitude(raw), *decoder)
+    return codec.decode(latent, decoder=decoder[0], refine=decoder[1])
 
 
 def name(decoder):
@@ -78,7 +77,7 @@ def main():
     _, clips = toneshapes_batch(range(HELD_OUT_SEED, HELD_OUT_SEED + args.clips), layout=config.layout)
     latent = codec.encode(clips)
     for decoder in decoders:
-        out = decode_with(codec, latent, decoder).reshape(clips.shape[0], clips.shape[1], -1)[..., : clips.shape[-1]]
+        out = decode_with(codec, latent, decoder)[..., : clips.shape[-1]]
         agreement = tone_agreement(clips[:, 0].numpy(), out[:, 0].numpy())
         print(f"held-out ToneShapes, {args.clips} clips, {name(decoder):>14}: agreement {agreement['all']:.3f} "
               f"(level {agreement['level']:.3f}, timbre {agreement['timbre']:.3f}), "
@@ -91,7 +90,7 @@ def main():
         latent = codec.encode(wave)
         parts = []
         for decoder in decoders:
-            out = decode_with(codec, latent, decoder).reshape(1, wave.shape[1], -1)[..., : wave.shape[-1]]
+            out = decode_with(codec, latent, decoder)[..., : wave.shape[-1]]
             parts.append(f"{name(decoder)} log-mel {log_mel_distance(wave, out, rate):.2f} dB, "
                          f"LSD {log_spectral_distance(wave, out):.2f} dB")
         print(f"{os.path.basename(path)} ({wave.shape[-1] / rate:.1f} s): " + "; ".join(parts))

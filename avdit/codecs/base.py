@@ -143,8 +143,9 @@ class AudioCodec(torch.nn.Module):
         raw = self._encode_raw(waveform)  # (B, Ca, Ta)
         return (raw - self.config.latent_shift) * self.config.latent_scale
 
-    def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        """Normalised latent (B, Ca, Ta) -> waveform (B, C, Ta * hop)."""
+    def decode(self, latent: torch.Tensor, **options) -> torch.Tensor:
+        """Normalised latent (B, Ca, Ta) -> waveform (B, C, Ta * hop). `options` go to the codec's
+        decoder (a learned codec's `decoder` and `refine`, see `LearnedAudioCodec`)."""
         channels = self.config.latent_channels
         if not isinstance(latent, torch.Tensor) or latent.ndim != 3 or latent.shape[1] != channels:
             shape = tuple(latent.shape) if isinstance(latent, torch.Tensor) else type(latent).__name__
@@ -153,7 +154,7 @@ class AudioCodec(torch.nn.Module):
             raise ValueError(f"audio codec: decode got an empty latent of shape {tuple(latent.shape)}")
         dtype, device = _module_dtype_device(self, latent)
         raw = latent.to(device=device, dtype=dtype) / self.config.latent_scale + self.config.latent_shift
-        return self._decode_raw(raw)
+        return self._decode_raw(raw, **options)
 
     def _encode_raw(self, waveform: torch.Tensor) -> torch.Tensor:
         """(B, C, S) with S a multiple of hop -> unnormalised (B, Ca, S / hop)."""

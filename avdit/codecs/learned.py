@@ -362,7 +362,7 @@ class LearnedAudioCodec(AudioCodec):
         phase = self.vocoder(log_magnitude.to(weight.dtype))
         return self.griffin_lim(magnitude, phase, refine) if refine else self._istft(magnitude * phase)
 
-    def _decode_raw(self, raw: torch.Tensor) -> torch.Tensor:
+    def _decode_raw(self, raw: torch.Tensor, decoder: str | None = None, refine: int | None = None) -> torch.Tensor:
         b, channels = raw.shape[0], self.config.channels
-        waveform = self.waveform_from_log_magnitude(self.decoded_log_magnitude(raw))
+        waveform = self.waveform_from_log_magnitude(self.decoded_log_magnitude(raw), decoder, refine)
         return waveform.reshape(b, channels, -1).to(raw.dtype)  # (B, C, T*hop)

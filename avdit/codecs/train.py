@@ -13,8 +13,8 @@ first frame alone, then two groups of four). Audio: the codec's own STFT (see
 whole windows; Griffin-Lim, which turns spectra back into waveforms, has no weights and is not
 trained. With `--audio-decoder neural` a phase network (`PhaseVocoder`) is trained after the
 audio codec, which stays frozen, on the waveform (`waveform_loss`, STFTs at three resolutions);
-`--which vocoder` adds one to --base's audio codec and leaves every other weight as it was. AdamW with warm-up and cosine decay over the step or compute budget, whichever ends
-first; on the CPU the budget counts CPU time over threads, so a busy machine makes training take
+`--which vocoder` adds one to --base's audio codec and leaves every other weight as it was.
+AdamW with warm-up and cosine decay over the step or compute budget, whichever ends first; on the CPU the budget counts CPU time over threads, so a busy machine makes training take
 longer rather than train less; on CUDA it is wall time, and steps run under bf16 autocast. Under
 torchrun every process trains on its own clips and gradients are averaged (DDP). At the end the
 latent shift and scale are measured on training clips (so latents come out about zero-mean,
@@ -482,12 +482,8 @@ def compare_decoders(codec: LearnedAudioCodec, clips: Clips, count: int = EVAL_C
     audio = clips.scores(count)[1]
     report = {}
     for decoder in AUDIO_DECODERS:
-        recon = []
-        for part in audio.split(8):
-            raw = codec.encode(part) / codec.config.latent_scale + codec.config.latent_shift
-            wave = codec.waveform_from_log_magnitude(codec.decoded_log_magnitude(raw), decoder)
-            recon.append(wave.reshape(part.shape[0], part.shape[1], -1)[..., : part.shape[-1]].float().cpu())
-        recon = torch.cat(recon)
+        recon = torch.cat([codec.decode(codec.encode(part), decoder=decoder)[..., : part.shape[-1]].float().cpu()
+                           for part in audio.split(8)])
         agreement = _agreement(audio, recon, clips.layout.sample_rate)
         report[decoder] = {"agreement": round(agreement["all"], 4), "pitch": round(agreement["pitch"], 4),
                            "log_spectral_distance_db": round(log_spectral_distance(audio, recon), 3)}
