@@ -499,6 +499,7 @@ class VideoFolderDataset(torch.utils.data.Dataset):
         self.samples = max(1, round(clip_seconds * sample_rate))
         self.clips: list[tuple[str, float]] = []
         self.skipped: list[tuple[str, str]] = []
+        self._unreadable: set[str] = set()  # files that failed to decode (see `readable`)
         for path in self._find(self.folder, recursive, tuple(e.lower() for e in extensions)):
             if streams == "video" and path.lower().endswith(PHOTO_EXTENSIONS):
                 self.clips += [(path, float(k)) for k in range(PHOTO_CLIPS)]
@@ -540,26 +541,22 @@ class VideoFolderDataset(torch.utils.data.Dataset):
         its clips are left out from then on, so one bad file among thousands does not stop training."""
         import sys
 
-        unreadable = getattr(self, "_unreadable", None)
-        if unreadable is None:
-            unreadable = self._unreadable = set()
         items = []
         for index in indices:
             path = self.clips[int(index)][0]
-            if path in unreadable:
+            if path in self._unreadable:
                 continue
             try:
                 items.append(self[int(index)])
             except self._media.MediaError as error:
-                unreadable.add(path)
+                self._unreadable.add(path)
                 self.skipped.append((path, str(error)))
                 print(f"skipping {path} from now on: {error}", file=sys.stderr, flush=True)
         return items
 
     def unreadable_clips(self, indices) -> int:
         """How many of `indices` are clips of files that failed to decode."""
-        unreadable = getattr(self, "_unreadable", set())
-        return sum(self.clips[int(i)][0] in unreadable for i in indices)
+        return sum(self.clips[int(i)][0] in self._unreadable for i in indices)
 
     def __getitem__(self, index: int) -> dict:
         path, start = self.clips[index]
