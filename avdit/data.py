@@ -587,8 +587,8 @@ def camera_path_clip(photo: torch.Tensor, frames: int, size: tuple[int, int], se
     digest = hashlib.sha256(repr(seed).encode()).digest()
     rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
     h, w = photo.shape[:2]
-    # the photo at no more than twice the clip's size across the largest window: bilinear sampling of it
-    # below then never skips more than every other pixel
+    # shrunk (area) so that the smallest window, 45 % of the largest, spans at most twice the clip's
+    # pixels: bilinear sampling below then never skips more than every other pixel
     largest = min(h / height, w / width)  # largest window is (largest * height, largest * width) pixels
     shrink = min(1.0, 2.0 / (largest * 0.45))
     image = photo.permute(2, 0, 1)[None].float()  # (1, 3, h, w)
