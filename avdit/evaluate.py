@@ -679,8 +679,10 @@ def run(args) -> int:
         raise SystemExit(f"eval: --train-steps is {args.train_steps}; expected at least 1")
     from avdit.checkpoint import read_config
 
-    for option, path in [("--checkpoint", p) for p in args.checkpoint or []] + [
-            ("--codecs", args.codecs)] * bool(args.codecs and args.codecs != "analytic"):
+    checked = [("--checkpoint", path) for path in args.checkpoint or []]
+    if args.codecs and args.codecs != "analytic":
+        checked.append(("--codecs", args.codecs))
+    for option, path in checked:
         problem = layout_problem(read_config(path))
         if problem:
             raise SystemExit(f"eval: {option} {path} {problem}")
