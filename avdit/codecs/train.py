@@ -502,9 +502,7 @@ def train_vocoder_of(base: LearnedAudioCodec, args: argparse.Namespace, seconds:
     report = _train_vocoder(codec, args, seconds, clips, where)
     if where.rank:
         return codec, {}
-    with torch.no_grad():  # stored as --weights-dtype: the scores describe the saved file
-        for p in codec.vocoder.parameters():
-            p.copy_(p.to(args.weights_dtype))
+    _round_weights(codec.vocoder, args.weights_dtype)  # the base's weights are stored already
     report.update(compare_decoders(codec.eval(), clips))
     print(f"vocoder: {report['steps']} steps; held-out agreement / log-spectral distance: "
           + ", ".join(f"{d} {report[d]['agreement']} / {report[d]['log_spectral_distance_db']} dB" for d in AUDIO_DECODERS),
