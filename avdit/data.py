@@ -467,12 +467,17 @@ class VideoFolderDataset(torch.utils.data.Dataset):
     files, a sound shorter than one clip giving one clip padded with silence. Files without the
     streams asked for, or (with video) shorter than one clip, are skipped and listed in `skipped`
     as (path, reason).
+
+    `cache_bytes`: keep decoded clips in memory, up to this many bytes of tensors (0, the default: none),
+    so that later reads of a clip decode nothing. Codec training reads every clip many times, and
+    decoding a window of HD video or a large photograph costs more than a training step.
     """
 
     def __init__(self, folder: str | os.PathLike, clip_seconds: float = FRAMES / FPS,
                  fps: float = FPS, sample_rate: int = SAMPLE_RATE,
                  size: tuple[int, int] | int = (SIZE, SIZE), channels: int = 1,
-                 recursive: bool = True, extensions: Sequence[str] | None = None, streams: str = "both"):
+                 recursive: bool = True, extensions: Sequence[str] | None = None, streams: str = "both",
+                 cache_bytes: int = 0):
         from avdit import media  # lazy: data sets of ToneShapes must not need the media layer
 
         if streams not in STREAMS:
@@ -500,6 +505,10 @@ class VideoFolderDataset(torch.utils.data.Dataset):
         self.clips: list[tuple[str, float]] = []
         self.skipped: list[tuple[str, str]] = []
         self._unreadable: set[str] = set()  # files that failed to decode (see `readable`)
+        if not isinstance(cache_bytes, int) or isinstance(cache_bytes, bool) or cache_bytes < 0:
+            raise ValueError(f"cache_bytes is {cache_bytes!r}; give a whole number of bytes, 0 (no cache) or more")
+        self.cache_bytes, self.cached_bytes = cache_bytes, 0
+        self._cache: dict[int, dict] = {}
         for path in self._find(self.folder, recursive, tuple(e.lower() for e in extensions)):
             if streams == "video" and path.lower().endswith(PHOTO_EXTENSIONS):
                 self.clips += [(path, float(k)) for k in range(PHOTO_CLIPS)]
@@ -559,6 +568,17 @@ class VideoFolderDataset(torch.utils.data.Dataset):
         return sum(self.clips[int(i)][0] in self._unreadable for i in indices)
 
     def __getitem__(self, index: int) -> dict:
+        cached = self._cache.get(index)
+        if cached is None:
+            item = self._load(index)
+            size = sum(v.numel() * v.element_size() for v in item.values() if isinstance(v, torch.Tensor))
+            if self.cached_bytes + size > self.cache_bytes:
+                return item
+            self._cache[index] = cached = item
+            self.cached_bytes += size
+        return {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in cached.items()}
+
+    def _load(self, index: int) -> dict:
         path, start = self.clips[index]
         item = {"path": path, "start": start}
         if self.streams == "video" and path.lower().endswith(PHOTO_EXTENSIONS):

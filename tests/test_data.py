@@ -402,3 +402,27 @@ def test_a_file_that_fails_to_decode_is_skipped_named_once_and_its_clips_replace
     dataset._unreadable.add(str(tmp_path / "a.wav"))
     with pytest.raises(ValueError, match="none of its 2 training clips decode"):
         clips.train(np.random.default_rng(0), 4, 17)
+
+
+def test_a_cached_folder_data_set_decodes_each_clip_once_up_to_its_byte_budget(tmp_path, monkeypatch):
+    from avdit import media
+
+    _write_silent_mp4(tmp_path / "silent.mp4", seconds=4.5)
+    _write_ramp_png(tmp_path / "photo.png")
+    plain = data.VideoFolderDataset(tmp_path, clip_seconds=2.125, fps=8, size=(32, 48), streams="video")
+    clip_bytes = 17 * 32 * 48 * 3 * 4  # one clip's float32 frames
+    cached = data.VideoFolderDataset(tmp_path, clip_seconds=2.125, fps=8, size=(32, 48), streams="video",
+                                     cache_bytes=3 * clip_bytes)
+    decode, calls = media.decode, []
+    monkeypatch.setattr(media, "decode", lambda path, *a, **k: calls.append(path) or decode(path, *a, **k))
+    first = [cached[i]["video"] for i in (9, 0, 9, 0)]
+    assert len(calls) == 2 and cached.cached_bytes == 2 * clip_bytes  # the second reads decode nothing
+    assert torch.equal(first[0], plain[9]["video"]) and torch.equal(first[1], plain[0]["video"])
+    assert torch.equal(first[2], first[0]) and torch.equal(first[3], first[1])
+    first[2].zero_()  # what a caller does to its clip does not reach the cache
+    assert torch.equal(cached[9]["video"], plain[9]["video"])
+    calls.clear()
+    cached[1], cached[2], cached[2]  # room for one more clip: clip 2 is decoded each time it is read
+    assert calls == [str(tmp_path / "photo.png")] * 3 and cached.cached_bytes == 3 * clip_bytes
+    with pytest.raises(ValueError, match=r"cache_bytes is -1; give a whole number of bytes, 0 \(no cache\) or more"):
+        data.VideoFolderDataset(tmp_path, streams="video", cache_bytes=-1)

@@ -109,7 +109,7 @@ class Clips:
     last tenth (at least one, when there are two or more) held out to score, the rest to train."""
 
     def __init__(self, data: str = "toneshapes", layout: LayoutConfig = TONESHAPES_LAYOUT, channels: int = 1,
-                 streams: str = "both"):
+                 streams: str = "both", cache_bytes: int = 0):
         self.data, self.layout, self.channels, self.streams = data, layout, channels, streams
         self.window = layout.window_frames
         self.folder = None
@@ -118,7 +118,7 @@ class Clips:
 
             self.folder = VideoFolderDataset(data, clip_seconds=self.window / layout.fps, fps=layout.fps,
                                              sample_rate=layout.sample_rate, size=(layout.height, layout.width),
-                                             channels=channels, streams=streams)
+                                             channels=channels, streams=streams, cache_bytes=cache_bytes)
             held = len(self.folder) // 10 or (1 if len(self.folder) > 1 else 0)
             self.train_count = len(self.folder) - held
             self.held_out = list(range(self.train_count, len(self.folder))) or [0]
@@ -555,6 +555,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--video-frames", type=int, default=9, help="frames per training video clip (1 + 4k)")
     parser.add_argument("--audio-batch", type=int, default=16, help="audio clips (whole windows) per step")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate")
+    parser.add_argument("--cache-gb", type=float, default=4.0,
+                        help="with --data FOLDER: keep up to this many GB of decoded clips in memory, so that each is "
+                             "decoded once (a window of HD video takes longer to decode than a training step); 0: none")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--video-latent-channels", type=int, default=16)
     parser.add_argument("--audio-latent-channels", type=int, default=32)
@@ -595,6 +598,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.steps < 1 or args.minutes <= 0 or args.batch < 1 or args.audio_batch < 1 or not 0 < args.video_share < 1:
         return refuse("--steps, --minutes, --batch and --audio-batch must be positive and --video-share between 0 and 1")
+    if not 0 <= args.cache_gb < 1e6:
+        return refuse(f"--cache-gb is {args.cache_gb:g}; give 0 (no cache) or more GB of memory for decoded clips")
     if args.which == "vocoder" and args.audio_decoder == "griffin_lim":
         return refuse("--which vocoder trains a neural audio decoder; --audio-decoder griffin_lim has no weights to "
                       "train: leave --audio-decoder out, or give neural")
@@ -620,7 +625,8 @@ def run(args: argparse.Namespace) -> int:
     if refusal:
         return refuse(refusal)
     try:  # a folder needs only the streams of the codecs it trains
-        clips = Clips(args.data, config.layout, streams={"both": "both", "video": "video"}.get(args.which, "audio"))
+        clips = Clips(args.data, config.layout, streams={"both": "both", "video": "video"}.get(args.which, "audio"),
+                      cache_bytes=round(args.cache_gb * 2**30))
     except ValueError as exc:
         return refuse(f"--data {args.data}: {exc}")
     from avdit.train import _distributed
