@@ -156,6 +156,25 @@ def named_or(names: tuple[str, ...], other):
     return check
 
 
+def shipped_or(other):
+    """The name of codecs shipped with the package (avdit.codecs.NAMED_CODECS), kept as a name once its
+    installed file passes `other`, or what `other` accepts."""
+    def check(text: str) -> str:
+        from avdit.codecs import NAMED_CODECS
+
+        if text in NAMED_CODECS:
+            if not NAMED_CODECS[text].is_file():
+                raise refuse(text, "codecs this install has, or a checkpoint with codecs",
+                             f"whose file {NAMED_CODECS[text]} is missing from this install (reinstall avdit)")
+            other(str(NAMED_CODECS[text]))
+            return text
+        try:
+            return other(text)
+        except argparse.ArgumentTypeError as exc:
+            raise widen(exc, " or ".join(repr(n) for n in NAMED_CODECS) + " or ") from None
+    return check
+
+
 def media_folder(what: str, extensions_of: str):
     """A folder with at least one file of `extensions_of` (a name in avdit.data) in it (or below it)."""
     def check(text: str) -> str:
@@ -319,7 +338,7 @@ def spatial_stride(text: str) -> int:
 AT_LEAST_ONE = whole(1)
 PROBABILITY = number(0, 1)
 MODEL = checkpoint_with("denoiser", "codecs")
-CODECS = named_or(("analytic",), checkpoint_with("codecs"))
+CODECS = named_or(("analytic",), shipped_or(checkpoint_with("codecs")))
 DATA = named_or(("toneshapes",), video_folder)
 # train-codec: --which video also takes photographs, --which audio audio files (avdit.data.STREAMS)
 CODEC_DATA = named_or(("toneshapes",), media_folder("video, photo or audio", "MEDIA_EXTENSIONS"))
@@ -336,13 +355,13 @@ CHECKS = {
     "--guidance": number(0), "--video-guidance": number(0), "--audio-guidance": number(0),
     "--keep": _span, "--device": device, "--schedule": schedule,
     "--preset": one_of(_presets), "--sampler": one_of(_samplers), "--strategies": each_of(one_of(_strategies)),
-    "--input": input_file("a video or audio file"), ("reconstruct", "--input"): input_file("a video file"),
-    "--checkpoint": MODEL, "--resume": MODEL, "--base": checkpoint_with("codecs"),
-    ("reconstruct", "--checkpoint"): checkpoint_with("codecs"),
+    "--input": input_file("a video or audio file"), ("reconstruct", "--input"): input_file("a video or audio file"),
+    "--checkpoint": MODEL, "--resume": MODEL, "--base": shipped_or(checkpoint_with("codecs")),
+    ("reconstruct", "--codecs"): shipped_or(checkpoint_with("codecs")),
     "--codecs": CODECS, "--data": DATA, "--workdir": output_folder,
     "--cache": output_file(make_folders=True), "--log": output_file(make_folders=True),
     "--sheet": output_file(".png"),
-    ("generate", "--output"): output_file(".mp4"), ("reconstruct", "--output"): output_file(".mp4"),
+    ("generate", "--output"): output_file(".mp4"), ("reconstruct", "--output"): output_file(".mp4", ".wav"),
     ("train", "--output"): output_file(".safetensors", make_folders=True),
     ("train-codec", "--output"): output_file(".safetensors", make_folders=True),
     ("eval", "--output"): output_file(".md", make_folders=True),

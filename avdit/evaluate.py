@@ -678,12 +678,13 @@ def run(args) -> int:
     if args.train_steps < 1:
         raise SystemExit(f"eval: --train-steps is {args.train_steps}; expected at least 1")
     from avdit.checkpoint import read_config
+    from avdit.codecs import codecs_path
 
     checked = [("--checkpoint", path) for path in args.checkpoint or []]
     if args.codecs and args.codecs != "analytic":
         checked.append(("--codecs", args.codecs))
     for option, path in checked:
-        problem = layout_problem(read_config(path))
+        problem = layout_problem(read_config(codecs_path(path)))
         if problem:
             raise SystemExit(f"eval: {option} {path} {problem}")
     try:

@@ -626,13 +626,7 @@ def write_mp4(path, frames, fps, waveform=None, sample_rate=None, metadata=None,
     Returns the path written.
     """
     where = "write_mp4"
-    if not isinstance(path, (str, os.PathLike)):
-        raise MediaError(f"{where}: path={path!r} is not a file path; give a str or Path")
-    path = os.path.abspath(os.fspath(path))
-    folder = os.path.dirname(path)
-    if not os.path.isdir(folder):
-        raise MediaError(f"{where}: folder {folder!r} does not exist; create it or give a path "
-                         f"in an existing folder")
+    path = _output_path(where, path)
     frames = _check_frames(where, frames)
     fps_value = _check_rate(where, "fps", fps)
     # A Fraction is taken as the exact rate; a float is snapped to one (23.976 -> 24000/1001).
@@ -668,9 +662,28 @@ def write_mp4(path, frames, fps, waveform=None, sample_rate=None, metadata=None,
         waveform = waveform[:, :samples]
         if waveform.shape[1] < samples:
             waveform = F.pad(waveform, (0, samples - waveform.shape[1]))
-    temporary = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
+    return _write_then_rename(where, path, lambda temporary: _encode(temporary, frames, rate, waveform,
+                                                                     sample_rate, tags, crf))
+
+
+def _output_path(where: str, path) -> str:
+    """`path` made absolute, refused unless it names a file in an existing folder."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise MediaError(f"{where}: path={path!r} is not a file path; give a str or Path")
+    path = os.path.abspath(os.fspath(path))
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        raise MediaError(f"{where}: folder {folder!r} does not exist; create it or give a path "
+                         f"in an existing folder")
+    return path
+
+
+def _write_then_rename(where: str, path: str, encode) -> str:
+    """Run encode(temporary) on a temporary name in `path`'s folder, then rename it to `path`, so that a
+    failure never leaves a half-written file (nor touches one already at `path`)."""
+    temporary = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        _encode(temporary, frames, rate, waveform, sample_rate, tags, crf)
+        encode(temporary)
         os.replace(temporary, path)
     except av.FFmpegError as e:
         raise MediaError(f"{where}: FFmpeg failed writing {path!r} ({e.strerror or e}); "
@@ -679,6 +692,33 @@ def write_mp4(path, frames, fps, waveform=None, sample_rate=None, metadata=None,
         if os.path.exists(temporary):
             os.remove(temporary)
     return path
+
+
+def write_wav(path, waveform, sample_rate, metadata=None) -> str:
+    """Write one WAV file: 16-bit PCM of `waveform` (C, S), float in -1..1 (louder samples are clipped),
+    at `sample_rate` Hz, with `metadata` (str -> str) as RIFF INFO tags where WAV has one (e.g.
+    "comment", "title"). Written to a temporary name and renamed, like `write_mp4`. Returns the path."""
+    where = "write_wav"
+    path = _output_path(where, path)
+    waveform = _check_waveform(where, waveform)
+    sample_rate = _check_sample_rate(where, "sample_rate", sample_rate)
+    if waveform.shape[0] not in LAYOUTS:
+        raise MediaError(f"{where}: waveform has {waveform.shape[0]} channels; give 1 (mono), 2 (stereo) or 6 (5.1)")
+    tags = _check_metadata(metadata)
+    pcm = (waveform.clamp(-1, 1) * 32767).round().to(torch.int16).T.contiguous().numpy()  # (S, C) interleaved
+
+    def encode(filename: str) -> None:
+        with av.open(filename, "w", format="wav") as container:
+            container.metadata.update(tags)
+            stream = container.add_stream("pcm_s16le", rate=sample_rate, layout=LAYOUTS[waveform.shape[0]])
+            for start in range(0, pcm.shape[0], 4096):
+                block = pcm[start:start + 4096]
+                frame = av.AudioFrame.from_ndarray(block.reshape(1, -1), format="s16", layout=LAYOUTS[waveform.shape[0]])
+                frame.sample_rate, frame.pts, frame.time_base = sample_rate, start, Fraction(1, sample_rate)
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode(None))
+
+    return _write_then_rename(where, path, encode)
 
 
 def _encode(filename, frames, rate, waveform, sample_rate, tags, crf) -> None:

@@ -22,7 +22,7 @@ import torch
 
 from avdit import media
 from avdit.checkpoint import CheckpointError, load_checkpoint, load_state, save_checkpoint
-from avdit.codecs import (SHIPPED_CODECS, AudioCodec, VideoCodec, analytic_audio_config, analytic_video_config,
+from avdit.codecs import (codecs_path, AudioCodec, VideoCodec, analytic_audio_config, analytic_video_config,
                           build_codecs)
 from avdit.config import AVDiTConfig
 from avdit.layout import Layout
@@ -311,15 +311,15 @@ def window_hop(config: AVDiTConfig, context_seconds: float | None = None) -> int
 
 
 def load_codec_config_and_tensors(codecs: str | os.PathLike | None = None) -> tuple[AVDiTConfig, dict, tuple[VideoCodec, AudioCodec]]:
-    """Codecs to build a model on: the shipped ones (None), those of another checkpoint (a path),
-    or the weight-free exactly invertible ones ("analytic"). Returns the config they come with,
+    """Codecs to build a model on: the shipped ToneShapes ones (None), shipped ones by name ("general"),
+    those of another checkpoint (a path), or the weight-free exactly invertible ones ("analytic"). Returns the config they come with,
     their tensors (prefixed, ready to save beside a denoiser) and the two codecs."""
     if codecs == "analytic":
         video_cfg = dataclasses.replace(analytic_video_config(), latent_shift=0.5, latent_scale=4.0)  # frames 0..1 -> about +-2
         audio_cfg = dataclasses.replace(analytic_audio_config(), latent_scale=4.0)
         config, tensors, path = AVDiTConfig(video_codec=video_cfg, audio_codec=audio_cfg), {}, "analytic codecs"
     else:
-        path = Path(codecs) if codecs is not None else SHIPPED_CODECS
+        path = codecs_path(codecs)
         config, tensors = load_checkpoint(path)
         tensors = {k: v for k, v in tensors.items() if k.startswith(("video_codec.", "audio_codec."))}
     return config, tensors, build_codecs(config, tensors, path)

@@ -124,7 +124,8 @@ def monl_for_strategy(strategy: str, clean_probability: float, weights: dict | N
 
 def add_arguments(parser) -> None:
     parser.add_argument("--output", required=True, help="checkpoint to write (.safetensors)")
-    parser.add_argument("--codecs", default=None, help="checkpoint whose codecs to train on (default: the shipped codecs; 'analytic' for the weight-free ones)")
+    parser.add_argument("--codecs", default=None, help="codecs to train on: 'toneshapes' (the default, 64x64), 'general' (real footage, 128x128), "
+                             "'analytic' (weight-free), or a checkpoint holding codecs")
     parser.add_argument("--data", default="toneshapes", help="'toneshapes' or a folder of your own video files")
     add_layout_arguments(parser, "the --codecs' layout, which fixes --size, --fps and --sample-rate: a value that "
                                  "disagrees is refused; the window may differ (with 'analytic' codecs, any)")
@@ -270,11 +271,11 @@ def run(args) -> int:
         source, base, fixed = f"--resume {args.resume}", config, tuple(LAYOUT_OPTIONS)
     else:
         from avdit.checkpoint import read_config
-        from avdit.codecs import SHIPPED_CODECS
+        from avdit.codecs import codecs_path
 
         analytic = args.codecs == "analytic"
-        source = f"--codecs {args.codecs or SHIPPED_CODECS}"
-        base = AVDiTConfig() if analytic else read_config(args.codecs or SHIPPED_CODECS)
+        source = f"--codecs {args.codecs or codecs_path()}"
+        base = AVDiTConfig() if analytic else read_config(codecs_path(args.codecs))
         fixed = () if analytic else ("size", "fps", "sample_rate")
     layout, differ = with_layout_options(base.layout, {name: getattr(args, name) for name in LAYOUT_OPTIONS}, fixed)
     problem = grid_problem(dataclasses.replace(base, layout=layout, model=base.model if args.resume else _model_config(args)))

@@ -198,16 +198,20 @@ def test_generate_refuses_a_bad_checkpoint(capsys, tmp_path, files, name, expect
 # --- reconstruct ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, expected", [
-    (["--input", "{audio_only}"], "--input '{audio_only}': decode: '{audio_only}' has no video stream"),
-    (["--input", "{missing}"], "--input is '{missing}', which does not exist; expected a video file"),
+    (["--input", "{audio_only}"], "--output '{folder}/out/result.mp4': the input is a sound without video, so the output "
+                                  "is written as .wav; give a file name ending in .wav"),
+    (["--input", EXAMPLE, "--output", "{folder}/out/x.wav"], "--output '{folder}/out/x.wav': the input is a video, so the "
+                                                            "output is written as .mp4; give a file name ending in .mp4"),
+    (["--input", "{missing}"], "--input is '{missing}', which does not exist; expected a video or audio file"),
     (["--input", EXAMPLE, "--start", "10"], "decode: start=10 s is past the end of"),
     (["--input", EXAMPLE, "--start", "-1"], "--start is -1; expected a finite number >= 0"),
     (["--input", EXAMPLE, "--duration", "0"], "--duration is 0; expected a finite number > 0"),
     (["--input", EXAMPLE, "--resize", "zoom"], "--resize: invalid choice: 'zoom'; expected one of 'crop', 'pad', 'stretch'"),
-    (["--input", EXAMPLE, "--checkpoint", "{junk_ckpt}"], "--checkpoint is '{junk_ckpt}', not a safetensors file"),
-    (["--input", EXAMPLE, "--checkpoint", "{truncated}"], "--checkpoint is '{truncated}', not a safetensors file"),
-    (["--input", EXAMPLE, "--checkpoint", "{missing}"], "--checkpoint is '{missing}', which does not exist"),
-    (["--input", EXAMPLE, "--output", "{folder}/out/x.mkv"], "--output is '{folder}/out/x.mkv'; expected a file name ending in .mp4"),
+    (["--input", EXAMPLE, "--checkpoint", "{junk_ckpt}"], "--codecs is '{junk_ckpt}', not a safetensors file"),
+    (["--input", EXAMPLE, "--codecs", "{truncated}"], "--codecs is '{truncated}', not a safetensors file"),
+    (["--input", EXAMPLE, "--codecs", "{missing}"], "--codecs is '{missing}', which does not exist; expected 'toneshapes' or "
+                                                    "'general' or an avdit .safetensors checkpoint with codecs"),
+    (["--input", EXAMPLE, "--output", "{folder}/out/x.mkv"], "--output is '{folder}/out/x.mkv'; expected a file name ending in .mp4 or .wav"),
     (["--input", EXAMPLE], "the following arguments are required: --output"),
 ])
 def test_reconstruct_refuses(capsys, tmp_path, files, args, expected):
@@ -244,7 +248,7 @@ TRAIN = [
     (["--data", "{missing}"], "--data is '{missing}', which does not exist; expected 'toneshapes' or a folder of video files"),
     (["--data", "{empty}"], "--data is '{empty}', which holds no video file; expected 'toneshapes' or a folder of video files"),
     (["--codecs", "{junk_ckpt}"], "--codecs is '{junk_ckpt}', not a safetensors file"),
-    (["--codecs", "{missing}"], "--codecs is '{missing}', which does not exist; expected 'analytic' or an avdit .safetensors checkpoint"),
+    (["--codecs", "{missing}"], "--codecs is '{missing}', which does not exist; expected 'analytic' or 'toneshapes' or 'general' or an avdit .safetensors checkpoint"),
     (["--resume", "{codecs}"], "--resume is '{codecs}', which holds no denoiser weights"),
     (["--resume", "{truncated}"], "--resume is '{truncated}', not a safetensors file"),
     (["--log", "{empty}"], "--log is '{empty}', which is a folder; expected a file name"),
@@ -324,7 +328,7 @@ EVAL = [
     (["--sampler", "nope"], "--sampler is 'nope'; expected one of ddim, dpmpp_2m, euler"),
     (["--split", "train"], "--split: invalid choice: 'train'; expected one of 'test', 'validation'"),
     (["--guidance", "nan"], "--guidance is nan; expected a finite number >= 0"),
-    (["--codecs", "{empty}"], "--codecs is '{empty}', which is not a file; expected 'analytic' or an avdit .safetensors checkpoint"),
+    (["--codecs", "{empty}"], "--codecs is '{empty}', which is not a file; expected 'analytic' or 'toneshapes' or 'general' or an avdit .safetensors checkpoint"),
 ]
 
 BENCH = [

@@ -317,6 +317,23 @@ def test_reconstruct_through_exact_codecs_reports_a_lossless_round_trip(tmp_path
         assert container.streams.video[0].frames == 17
 
 
+def test_reconstruct_of_a_sound_without_video_writes_a_wav_of_its_round_trip(tmp_path, capsys):
+    from avdit.data import generate_clip
+    from avdit.media import decode, write_wav
+
+    clip = generate_clip(7)
+    source = write_wav(tmp_path / "tone.wav", torch.from_numpy(clip.audio)[None] * 0.9, 16000)
+    config = AVDiTConfig(video_codec=space_to_depth_config(), audio_codec=framed_config())
+    codecs = save_checkpoint(tmp_path / "analytic.safetensors", config, {})
+    output = tmp_path / "out.wav"
+    assert _reconstruct("--input", source, "--output", str(output), "--codecs", str(codecs)) == 0
+    printed = capsys.readouterr().out
+    assert "video:" not in printed and "audio: 2.12 s at 16000 Hz, 1 channel(s) (from 16000 Hz, 1 channel(s)): SNR" in printed
+    back, given = decode(output, video=False, audio=True), decode(source, video=False, audio=True)
+    assert back.sample_rate == 16000 and back.waveform.shape == given.waveform.shape
+    assert float((back.waveform - given.waveform).abs().max()) <= 2 / 32767  # the exact codecs lose nothing
+
+
 def test_reconstruct_names_a_missing_input(tmp_path, capsys):
     config = AVDiTConfig(video_codec=space_to_depth_config(), audio_codec=framed_config())
     checkpoint = save_checkpoint(tmp_path / "analytic.safetensors", config, {})
@@ -354,3 +371,14 @@ def test_reconstruct_decodes_audio_by_the_decoder_asked_for_and_refuses_one_the_
         f"python -m avdit reconstruct: --audio-decoder neural: the audio codec of {plain} has griffin_lim only; train a "
         f"neural decoder with `python -m avdit train-codec --which vocoder --base {plain}`\n")
     assert not output.exists()
+
+
+def test_shipped_codecs_are_found_by_name_and_a_missing_one_is_named(tmp_path, monkeypatch):
+    import avdit.codecs as codecs
+
+    assert codecs.codecs_path() == codecs.codecs_path("toneshapes") == codecs.SHIPPED_CODECS
+    assert codecs.codecs_path(tmp_path / "mine.safetensors") == tmp_path / "mine.safetensors"
+    assert codecs.NAMED_CODECS["general"] == codecs.GENERAL_CODECS == codecs.ASSETS / "general-codecs.safetensors"
+    monkeypatch.setitem(codecs.NAMED_CODECS, "general", tmp_path / "general-codecs.safetensors")
+    with pytest.raises(CheckpointError, match="general-codecs.safetensors: the shipped codecs are missing from this install"):
+        codecs.load_codecs("general")

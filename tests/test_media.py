@@ -164,6 +164,29 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch
     assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["out.mp4"]
 
 
+
+def test_write_wav_keeps_the_sound_to_16_bits_clips_what_is_too_loud_and_writes_whole_files(tmp_path, monkeypatch):
+    t = torch.arange(8000) / 16000
+    waveform = torch.stack([0.5 * torch.sin(2 * math.pi * 440 * t), 1.5 * torch.sin(2 * math.pi * 220 * t)])
+    path = media.write_wav(tmp_path / "a.wav", waveform, 16000, metadata={"comment": "avdit"})
+    back = decode(path, video=False, audio=True)
+    assert back.sample_rate == 16000 and back.waveform.shape == (2, 8000) and back.frames is None
+    assert float((back.waveform[0] - waveform[0]).abs().max()) <= 2 / 32767  # 16-bit rounding
+    assert float((back.waveform[1] - waveform[1].clamp(-1, 1)).abs().max()) <= 2 / 32767
+    with av.open(path) as container:
+        assert container.metadata["comment"] == "avdit" and container.streams.audio[0].codec_context.name == "pcm_s16le"
+    with pytest.raises(MediaError, match="write_wav: waveform has 3 channels; give 1 \\(mono\\), 2 \\(stereo\\) or 6"):
+        media.write_wav(tmp_path / "b.wav", torch.zeros(3, 100), 16000)
+
+    def fail(*args, **kwargs):
+        raise av.error.InvalidDataError(1094995529, "simulated", "x")
+
+    monkeypatch.setattr(av, "open", fail)
+    with pytest.raises(MediaError, match="nothing was written"):
+        media.write_wav(path, torch.zeros(1, 100), 16000)
+    assert sorted(os.listdir(tmp_path)) == ["a.wav"]
+
+
 CONTAINERS = [  # (file name, format, video codec, audio codec, sample rate)
     ("a.wav", "wav", None, "pcm_s16le", 16000),
     ("a.flac", "flac", None, "flac", 44100),

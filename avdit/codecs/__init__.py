@@ -26,7 +26,11 @@ from avdit.codecs.base import AudioCodec, VideoCodec
 from avdit.codecs.learned import LearnedAudioCodec, LearnedVideoCodec
 from avdit.config import AudioCodecConfig, AVDiTConfig, VideoCodecConfig
 
-SHIPPED_CODECS = Path(__file__).resolve().parent.parent / "assets" / "codecs.safetensors"
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+SHIPPED_CODECS = ASSETS / "codecs.safetensors"  # ToneShapes' own, 64 x 64 (the demo model's)
+GENERAL_CODECS = ASSETS / "general-codecs.safetensors"  # real footage, 128 x 128 (model card: docs/GENERAL_CODECS.md)
+# codecs shipped with the package, by the name the command line takes (--codecs general)
+NAMED_CODECS = {"toneshapes": SHIPPED_CODECS, "general": GENERAL_CODECS}
 
 VIDEO_KINDS = {"space_to_depth": SpaceToDepthVideoCodec, "learned": LearnedVideoCodec}
 AUDIO_KINDS = {"framed": FramedAudioCodec, "learned": LearnedAudioCodec}
@@ -34,7 +38,10 @@ AUDIO_KINDS = {"framed": FramedAudioCodec, "learned": LearnedAudioCodec}
 __all__ = [
     "AudioCodec",
     "VideoCodec",
+    "GENERAL_CODECS",
+    "NAMED_CODECS",
     "SHIPPED_CODECS",
+    "codecs_path",
     "analytic_audio_config",
     "analytic_video_config",
     "build_audio_codec",
@@ -60,14 +67,24 @@ def build_audio_codec(cfg: AudioCodecConfig) -> AudioCodec:
     return AUDIO_KINDS[cfg.kind](cfg)
 
 
-def load_codecs(path: str | os.PathLike | None = None) -> tuple[VideoCodec, AudioCodec, AVDiTConfig]:
-    """The video and audio codecs of a checkpoint (default: the shipped codecs), in eval mode on CPU."""
-    path = Path(path) if path is not None else SHIPPED_CODECS
-    if path == SHIPPED_CODECS and not path.is_file():
+def codecs_path(codecs: str | os.PathLike | None = None) -> Path:
+    """The file of `codecs`: a name in NAMED_CODECS ("toneshapes", "general"), a checkpoint's path, or None
+    for the shipped ToneShapes codecs. A shipped file missing from the install is refused here."""
+    if codecs is None:
+        codecs = "toneshapes"
+    path = NAMED_CODECS.get(codecs if isinstance(codecs, str) else "", Path(codecs))
+    if path in NAMED_CODECS.values() and not path.is_file():
         raise CheckpointError(
             f"{path}: the shipped codecs are missing from this install; reinstall avdit, pass a checkpoint, "
             "or train new ones with `python -m avdit train-codec --output PATH`"
         )
+    return path
+
+
+def load_codecs(path: str | os.PathLike | None = None) -> tuple[VideoCodec, AudioCodec, AVDiTConfig]:
+    """The video and audio codecs of a checkpoint, or of shipped codecs by name (`codecs_path`; default: the
+    ToneShapes codecs), in eval mode on CPU."""
+    path = codecs_path(path)
     config, tensors = load_checkpoint(path)
     video, audio = build_codecs(config, tensors, path)
     return video, audio, config
