@@ -357,7 +357,7 @@ CHECKS = {
     "--preset": one_of(_presets), "--sampler": one_of(_samplers), "--strategies": each_of(one_of(_strategies)),
     "--input": input_file("a video or audio file"), ("reconstruct", "--input"): input_file("a video or audio file"),
     "--checkpoint": MODEL, "--resume": MODEL, "--base": shipped_or(checkpoint_with("codecs")),
-    ("reconstruct", "--codecs"): shipped_or(checkpoint_with("codecs")),
+    ("reconstruct", "--codecs"): shipped_or(checkpoint_with("codecs")), ("generate", "--codecs"): shipped_or(checkpoint_with("codecs")),
     "--codecs": CODECS, "--data": DATA, "--workdir": output_folder,
     "--cache": output_file(make_folders=True), "--log": output_file(make_folders=True),
     "--sheet": output_file(".png"),

@@ -32,6 +32,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--duration", type=float, default=None, help="seconds of output (default: the input's length, at least one window)")
     parser.add_argument("--output", default="avdit_out.mp4", help="MP4 to write (default: avdit_out.mp4)")
     parser.add_argument("--checkpoint", default=None, help="model checkpoint (default: the bundled demo model)")
+    parser.add_argument("--codecs", default=None,
+                        help="decode with these codecs instead of the model's own: codecs that give the same latents, "
+                             "e.g. the model's with a neural audio decoder added (train-codec --which vocoder --base "
+                             "MODEL); others are refused. A model trained with train --codecs general carries them")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sampler", default="euler", choices=sorted(SAMPLERS))
@@ -149,9 +153,13 @@ def run(args) -> int:
         check_given(args, source, config, duration, given)
         check_length(args, config, duration)
         try:
-            pipe = AVDiTPipeline.load(args.checkpoint, device=args.device)
+            pipe = AVDiTPipeline.load(args.checkpoint, device=args.device, codecs=args.codecs)
         except ValueError as exc:
-            raise ValueError(f"--checkpoint {args.checkpoint!r}: {exc}" if args.checkpoint else str(exc)) from None
+            try:  # whose fault: the model's, or (when it loads alone) the codecs'
+                args.codecs and AVDiTPipeline.load(args.checkpoint)
+            except ValueError:
+                raise ValueError(f"--checkpoint {args.checkpoint!r}: {exc}" if args.checkpoint else str(exc)) from None
+            raise ValueError(f"--codecs {args.codecs!r}: {exc}") from None
     except (ValueError, OSError) as exc:
         print(f"python -m avdit generate: {exc}", file=sys.stderr)
         return 2

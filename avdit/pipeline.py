@@ -70,6 +70,31 @@ def with_task(latent: AVLatent, task: str, **seconds) -> AVLatent:
     return dataclasses.replace(latent, mask=task_mask(task, latent.layout, **seconds))
 
 
+# audio codec options that change how spectra become sound, not the latents (train-codec --which vocoder sets them)
+DECODER_OPTIONS = ("decoder", "vocoder_refine", "vocoder_width", "vocoder_blocks")
+
+
+def latent_mismatch(model: AVDiTConfig, model_tensors: dict, codecs: AVDiTConfig, codec_tensors: dict) -> str | None:
+    """Why `codecs` (a config and a checkpoint's tensors) would not give `model`'s latents, or None when they
+    would: the same layout, the same codec settings apart from DECODER_OPTIONS, and every codec weight of the
+    model but a neural audio decoder's present and equal (a neural audio decoder may be added or replaced)."""
+    if model.layout != codecs.layout:
+        return f"layout {codecs.layout.width}x{codecs.layout.height} at {codecs.layout.fps:g} fps and " \
+               f"{codecs.layout.sample_rate} Hz, not {model.layout.width}x{model.layout.height} at " \
+               f"{model.layout.fps:g} fps and {model.layout.sample_rate} Hz"
+    for name in ("video_codec", "audio_codec"):
+        mine, theirs = getattr(model, name), getattr(codecs, name)
+        strip = (lambda c: dataclasses.replace(c, options={k: v for k, v in c.options.items() if k not in DECODER_OPTIONS}))
+        if strip(mine) != strip(theirs):
+            return f"the {name.replace('_', ' ')} has other settings"
+        for key, tensor in model_tensors.items():
+            if key.startswith("audio_codec.vocoder."):  # a decoder of spectra; another one is the point
+                continue
+            if key.startswith(name + ".") and not (key in codec_tensors and torch.equal(codec_tensors[key], tensor)):
+                return f"the {name.replace('_', ' ')}'s weights differ"
+    return None
+
+
 class AVDiTPipeline:
     """A denoiser, its two codecs and its config."""
 
@@ -80,8 +105,12 @@ class AVDiTPipeline:
         self.schedule = Schedule(config.schedule)
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None, device="cpu", dtype: torch.dtype = torch.float32) -> "AVDiTPipeline":
-        """Load a checkpoint (default: the bundled demo model). Codecs stay in float32."""
+    def load(cls, path: str | os.PathLike | None = None, device="cpu", dtype: torch.dtype = torch.float32,
+             codecs: str | os.PathLike | None = None) -> "AVDiTPipeline":
+        """Load a checkpoint (default: the bundled demo model). Codecs stay in float32. `codecs` (a name or a
+        checkpoint, see `codecs_path`) replaces the model's own codecs with ones that give the same latents:
+        its codecs with a neural audio decoder added (`train-codec --which vocoder --base MODEL`); any others
+        are refused (`latent_mismatch`), since their latents would mean something else to the denoiser."""
         path = Path(path) if path is not None else DEMO_MODEL
         if path == DEMO_MODEL and not path.is_file():
             raise CheckpointError(
@@ -93,7 +122,20 @@ class AVDiTPipeline:
             raise CheckpointError(f"{path}: holds no denoiser (no 'denoiser.' tensors); it may be a codecs-only file")
         denoiser = AVDiT(config)
         load_state(denoiser, tensors, "denoiser.", path)
-        return cls(config, denoiser, *build_codecs(config, tensors, path)).to(device, dtype)
+        source = path
+        if codecs is not None:
+            source = codecs_path(codecs)
+            codec_config, codec_tensors = load_checkpoint(source)
+            problem = latent_mismatch(config, tensors, codec_config, codec_tensors)
+            if problem:
+                raise CheckpointError(
+                    f"{source}: not the codecs {path.name} was trained on ({problem}): their latents would mean "
+                    f"something else to its denoiser; give the model's own codecs with a neural audio decoder added "
+                    f"(python -m avdit train-codec --which vocoder --base {path}), or train a model on these codecs "
+                    f"(python -m avdit train --codecs ...)")
+            config = dataclasses.replace(config, video_codec=codec_config.video_codec, audio_codec=codec_config.audio_codec)
+            tensors = {k: v for k, v in codec_tensors.items() if k.startswith(("video_codec.", "audio_codec."))}
+        return cls(config, denoiser, *build_codecs(config, tensors, source)).to(device, dtype)
 
     def to(self, device=None, dtype: torch.dtype | None = None) -> "AVDiTPipeline":
         """Move the denoiser to `device` / `dtype` and the codecs to `device` (they stay float32)."""

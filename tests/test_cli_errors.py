@@ -128,6 +128,8 @@ GENERATE = [
     (["--task", "interpolate", "--keep", "0-0.125", "--keep", "0-2.125"], "with --keep 0-0.125 0-2.125, nothing is left"),
     (["--keep", "0-0.01"], "with --keep 0-0.01, no whole latent frame of the input is kept"),
     (["--task", "joint", "--keep", "0-1"], "--keep 0-1 is given, but --task joint keeps nothing of the input"),
+    (["--codecs", "analytic"], "--codecs is 'analytic', which does not exist; expected 'toneshapes' or 'general' or an "
+                               "avdit .safetensors checkpoint with codecs"),
 ]
 
 

@@ -132,3 +132,39 @@ def test_a_batch_of_long_latents_is_sampled_window_by_window_as_a_batch(pipe):
     torch.testing.assert_close(out_frames[:, 17:29], window_frames[:, 5:], rtol=0, atol=1e-4)
     torch.testing.assert_close(out_wave[:, :, 34000:56000], window_wave[:, :, 10000:32000], rtol=0, atol=1e-4)
     assert (out_frames[0, 17:] - out_frames[1, 17:]).abs().max() > 0.1  # two clips, two continuations
+
+
+def test_a_model_decodes_with_other_codecs_only_when_they_give_its_latents(tmp_path):
+    """generate --codecs: the model's own codecs with a neural audio decoder added are taken; codecs whose
+    latents differ (another layout, one weight changed) are refused, naming why."""
+    from avdit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from avdit.codecs import build_audio_codec
+    from avdit.codecs.train import learned_audio_config
+
+    model = make_untrained_checkpoint(tmp_path / "model.safetensors")  # over the shipped (learned) codecs
+    config, tensors = load_checkpoint(model)
+    codec_tensors = {k: v for k, v in tensors.items() if k.startswith(("video_codec.", "audio_codec."))}
+    torch.manual_seed(0)
+    vocoder = {f"audio_codec.{k}": v for k, v in build_audio_codec(learned_audio_config(decoder="neural")).state_dict().items()
+               if k.startswith("vocoder.")}
+    neural = dataclasses.replace(config.audio_codec, options={**config.audio_codec.options, "decoder": "neural",
+                                                             "vocoder_width": 256, "vocoder_blocks": 4, "vocoder_refine": 2})
+    upgraded = save_checkpoint(tmp_path / "upgraded.safetensors", dataclasses.replace(config, audio_codec=neural),
+                               {**codec_tensors, **vocoder})
+    pipe = AVDiTPipeline.load(model, codecs=upgraded)
+    assert pipe.audio_codec.decoder == "neural" and pipe.config.audio_codec.options["vocoder_refine"] == 2
+    state = pipe.audio_codec.state_dict()
+    assert all(torch.equal(state[k.removeprefix("audio_codec.")], v) for k, v in vocoder.items())
+    assert AVDiTPipeline.load(model).audio_codec.decoder == "griffin_lim"
+
+    changed = dict(codec_tensors)
+    key = next(k for k in changed if k.startswith("audio_codec.enc"))
+    changed[key] = changed[key] + 1e-3
+    bent = save_checkpoint(tmp_path / "bent.safetensors", config, changed)
+    with pytest.raises(CheckpointError, match=r"bent.safetensors: not the codecs model.safetensors was trained on "
+                                              r"\(the audio codec's weights differ\)"):
+        AVDiTPipeline.load(model, codecs=bent)
+    wide = save_checkpoint(tmp_path / "wide.safetensors",
+                           dataclasses.replace(config, layout=dataclasses.replace(config.layout, sample_rate=22050)), codec_tensors)
+    with pytest.raises(CheckpointError, match=r"\(layout 64x64 at 8 fps and 22050 Hz, not 64x64 at 8 fps and 16000 Hz\)"):
+        AVDiTPipeline.load(model, codecs=wide)
