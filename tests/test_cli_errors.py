@@ -313,6 +313,7 @@ TRAIN_CODEC = [
                                                        "shipped codecs, made for another layout: --sample-rate 44100 (it has 16000)"),
     (["--which", "vocoder", "--audio-decoder", "griffin_lim"],
      "train-codec: --which vocoder trains a neural audio decoder; --audio-decoder griffin_lim has no weights to train"),
+    (["--audio-floor", "0"], "train-codec: --audio-floor is 0; give a number above 0 and at most 10 (STFT magnitude)"),
     (["--cache-gb", "-1"], "train-codec: --cache-gb is -1; give 0 (no cache) or more GB of memory for decoded clips"),
     (["--audio-decoder", "wavenet"], "--audio-decoder: invalid choice: 'wavenet'; expected one of 'griffin_lim', 'neural'"),
     (["--audio-decoder", "neural", "--vocoder-share", "1"], "--vocoder-share is 1; expected a finite number > 0 and < 1"),

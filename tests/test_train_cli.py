@@ -302,9 +302,12 @@ def test_codecs_train_one_at_a_time_on_photographs_and_on_audio_files(tmp_path):
     assert read_config(video_only).training["codecs"]["data"] == (
         f"16 clips of 2.125 s from {visual}: 15 to train, 1 held out to score")  # 8 camera paths a photo
     both = tmp_path / "both.safetensors"
-    result = codec_training("--which", "audio", "--base", str(video_only), "--data", str(sounds), "--output", str(both))
+    result = codec_training("--which", "audio", "--base", str(video_only), "--data", str(sounds), "--output", str(both),
+                            "--audio-floor", "0.001")
     assert result.returncode == 0, result.stderr[-2000:]
     video, audio, config = load_codecs(both)
+    assert audio.eps == config.audio_codec.options["eps"] == 0.001  # the spectral floor asked for
+    assert read_config(video_only).audio_codec.options["eps"] == 0.1  # the shipped codec's, kept by --which video
     assert config.training["codecs"]["data"] == f"2 clips of 2.125 s from {sounds}: 1 to train, 1 held out to score"
     assert config.training["codecs"]["video"]["steps"] == 1 and config.training["codecs"]["audio"]["steps"] == 1
     assert config.training["codecs"]["video"]["data"] == f"16 clips of 2.125 s from {visual}: 15 to train, 1 held out to score"

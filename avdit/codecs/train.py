@@ -415,6 +415,7 @@ def train_audio(args: argparse.Namespace, seconds: float, clips: Clips, where: P
     torch.manual_seed(args.seed + 1)
     config = learned_audio_config(args.audio_latent_channels, clips.layout.sample_rate, args.audio_decoder)
     config.options["vocoder_refine"] = args.vocoder_refine
+    config.options["eps"] = args.audio_floor
     codec = build_audio_codec(config).to(where.device)
     vocoder_seconds = seconds * args.vocoder_share if codec.vocoder is not None else 0.0
     seconds -= vocoder_seconds
@@ -555,6 +556,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--video-frames", type=int, default=9, help="frames per training video clip (1 + 4k)")
     parser.add_argument("--audio-batch", type=int, default=16, help="audio clips (whole windows) per step")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate")
+    parser.add_argument("--audio-floor", type=float, default=AUDIO_OPTIONS["eps"],
+                        help="the audio codec learns log(|STFT| + FLOOR): spectra far below FLOOR are lost. The "
+                             "default 0.1 (ToneShapes' codec) is ~70 dB under a full-scale tone and hides the quiet "
+                             "bands of real speech and music; 0.001 keeps them (README, Codecs and data)")
     parser.add_argument("--cache-gb", type=float, default=4.0,
                         help="with --data FOLDER: keep up to this many GB of decoded clips in memory, so that each is "
                              "decoded once (a window of HD video takes longer to decode than a training step); 0: none")
@@ -598,6 +603,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.steps < 1 or args.minutes <= 0 or args.batch < 1 or args.audio_batch < 1 or not 0 < args.video_share < 1:
         return refuse("--steps, --minutes, --batch and --audio-batch must be positive and --video-share between 0 and 1")
+    if not 0 < args.audio_floor <= 10:
+        return refuse(f"--audio-floor is {args.audio_floor:g}; give a number above 0 and at most 10 (STFT magnitude)")
     if not 0 <= args.cache_gb < 1e6:
         return refuse(f"--cache-gb is {args.cache_gb:g}; give 0 (no cache) or more GB of memory for decoded clips")
     if args.which == "vocoder" and args.audio_decoder == "griffin_lim":
