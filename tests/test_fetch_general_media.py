@@ -66,9 +66,9 @@ def make_wheel(cache: Path, name: str, version: str, members: dict) -> Path:
 def fake_plan():
     """Two fake wheels: 'trainpkg' gives speech, music (capped) and effects; 'heldpkg' gives held-out audio."""
     train = fgm.Source("trainpkg", "1.0", "pypi-wheel", "MIT", (
-        fgm.Pick("audio/speech", ("trainpkg/data/speech/*.wav",), "CC0-1.0", expected=2, strip="trainpkg/data/"),
-        fgm.Pick("audio/music", ("trainpkg/data/music/*.wav",), "CC-BY-SA-3.0", expected=3, strip="trainpkg/data/"),
-        fgm.Pick("audio/effects", ("trainpkg/data/fx/boom.wav",), "CC0-1.0", strip="trainpkg/data/"),
+        fgm.Pick("train/audio/speech", ("trainpkg/data/speech/*.wav",), "CC0-1.0", expected=2, strip="trainpkg/data/"),
+        fgm.Pick("train/audio/music", ("trainpkg/data/music/*.wav",), "CC-BY-SA-3.0", expected=3, strip="trainpkg/data/"),
+        fgm.Pick("train/audio/effects", ("trainpkg/data/fx/boom.wav",), "CC0-1.0", strip="trainpkg/data/"),
     ))
     held = fgm.Source("heldpkg", "2.0", "pypi-wheel", "GPL-3.0", (
         fgm.Pick("heldout/audio", ("heldpkg/sample/*.wav",), "not stated", expected=2, strip="heldpkg/"),
@@ -132,6 +132,10 @@ def test_plan_holds_out_exactly_the_test_packages_and_avoids_the_avoid_list():
     patterns = " ".join(pat for s in fgm.PLAN for p in s.picks for pat in p.patterns)
     for avoid in ("Megamind", "trailer_bbb", "groot", "cantina", "chessboard", "left0", "right0"):
         assert avoid not in patterns
+    for s in fgm.PLAN:  # training under train/ (never DIR itself), held out under heldout/
+        for p in s.picks:
+            assert p.category in (fgm.HELDOUT_CATEGORIES if p.heldout else fgm.TRAINING_CATEGORIES), p
+            assert p.category.startswith("heldout/" if p.heldout else "train/")
     bbb = [p for s in fgm.PLAN for p in s.picks if p.cut is not None]
     assert [p.cut for p in bbb] == [(40.0, 60.0)]
 
@@ -142,6 +146,8 @@ def test_dry_run_prints_the_plan_without_touching_the_cache(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "moviepy==2.2.1 (pypi-sdist; package licence MIT)  [to download]" in out
     assert "pyannote.audio==4.0.7 (pypi-wheel; package licence MIT)  [to download]" in out
+    assert "-> train/video/, 40-60 s cut out" in out and "-> train/audio/music/, music capped in total" in out
+    assert "-> heldout/audio/" in out and " -> audio/" not in out and " -> video/" not in out
     assert not cache.exists() and not (tmp_path / "out").exists()
 
 
@@ -153,18 +159,22 @@ def test_heldout_files_never_land_in_a_training_folder(tmp_path):
     manifest = fgm.build(out, cache, plan=fake_plan(), music_cap_s=1.6)
     paths = {e["path"]: e["heldout"] for e in manifest["files"]}
     assert paths == {
-        "audio/speech/trainpkg__speech__a.wav": False,
-        "audio/speech/trainpkg__speech__b.wav": False,
-        "audio/music/trainpkg__music__m1.wav": False,  # 1.0 s
-        "audio/music/trainpkg__music__m3.wav": False,  # 0.5 s: m2 (1.0 s) would pass the 1.6 s cap
-        "audio/effects/trainpkg__fx__boom.wav": False,
+        "train/audio/speech/trainpkg__speech__a.wav": False,
+        "train/audio/speech/trainpkg__speech__b.wav": False,
+        "train/audio/music/trainpkg__music__m1.wav": False,  # 1.0 s
+        "train/audio/music/trainpkg__music__m3.wav": False,  # 0.5 s: m2 (1.0 s) would pass the 1.6 s cap
+        "train/audio/effects/trainpkg__fx__boom.wav": False,
         "heldout/audio/heldpkg__sample__s1.wav": True,
         "heldout/audio/heldpkg__sample__s2.wav": True,
     }
     on_disk = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert on_disk == sorted(paths)
     training = [p for p in on_disk if not p.startswith("heldout/")]
+    assert training and all(p.startswith("train/") for p in training)  # DIR/train holds no held-out file
     assert not any("heldpkg" in p for p in training)
+    assert sorted(p.name for p in out.iterdir()) == ["heldout", "train"]
+    e = next(e for e in manifest["files"] if e["path"] == "train/audio/music/trainpkg__music__m1.wav")
+    assert (e["category"], e["kind"], e["heldout"]) == ("train/audio/music", "audio", False)
     e = next(e for e in manifest["files"] if e["path"] == "heldout/audio/heldpkg__sample__s1.wav")
     assert (e["package"], e["version"], e["registry"], e["path_in_package"], e["licence"], e["kind"]) == (
         "heldpkg", "2.0", "pypi-wheel", "heldpkg/sample/s1.wav", "not stated", "audio")
@@ -175,19 +185,44 @@ def test_heldout_files_never_land_in_a_training_folder(tmp_path):
 def test_a_heldout_pick_routed_to_training_or_shared_content_is_refused():
     src = fgm.Source("p", "1", "pypi-wheel", "MIT", ())
     bad = fgm.Pick("heldout/audio", ("x.wav",), "CC0")
-    item = fgm.Item(src, bad, Path("x.wav"), "x.wav", "audio/speech/p__x.wav")
-    with pytest.raises(fgm.FetchError, match=r"^p: x.wav \(held out: True\) would land in audio/speech/p__x.wav$"):
+    item = fgm.Item(src, bad, Path("x.wav"), "x.wav", "train/audio/speech/p__x.wav")
+    with pytest.raises(fgm.FetchError, match=r"^p: x.wav \(held out: True\) would land in "
+                                             r"train/audio/speech/p__x.wav, not under heldout/$"):
         fgm.check_destinations([item])
     entries = [
-        {"path": "audio/music/a__t.ogg", "package": "a", "heldout": False, "sha256": "11"},
+        {"path": "train/audio/music/a__t.ogg", "package": "a", "heldout": False, "sha256": "11"},
         {"path": "heldout/audio/b__t.ogg", "package": "b", "heldout": True, "sha256": "11"},
     ]
-    with pytest.raises(fgm.FetchError, match=r"^a: training file audio/music/a__t.ogg has the same content "
+    with pytest.raises(fgm.FetchError, match=r"^a: training file train/audio/music/a__t.ogg has the same content "
                                              r"as held-out heldout/audio/b__t.ogg \(b\)$"):
         fgm.check_heldout_separation(entries)
-    entries[1]["path"] = "audio/speech/b__t.ogg"
-    with pytest.raises(fgm.FetchError, match=r"^b: audio/speech/b__t.ogg is marked heldout=True but lies in audio/$"):
+    entries[1]["path"] = "train/audio/speech/b__t.ogg"
+    with pytest.raises(fgm.FetchError, match=r"^b: train/audio/speech/b__t.ogg is marked heldout=True but lies in "
+                                             r"train/, not under heldout/$"):
         fgm.check_heldout_separation(entries)
+
+
+def test_a_training_file_outside_train_is_refused():
+    """Training files must lie under train/: DIR itself is never a training folder (it holds heldout/)."""
+    entries = [
+        {"path": "audio/music/a__t.ogg", "package": "a", "heldout": False, "sha256": "11"},
+        {"path": "heldout/audio/b__t.ogg", "package": "b", "heldout": True, "sha256": "22"},
+    ]
+    with pytest.raises(fgm.FetchError, match=r"^a: audio/music/a__t.ogg is marked heldout=False but lies in "
+                                             r"audio/, not under train/$"):
+        fgm.check_heldout_separation(entries)
+    entries[0]["path"] = "a__t.ogg"  # directly in DIR
+    with pytest.raises(fgm.FetchError, match=r"^a: a__t.ogg is marked heldout=False but lies in DIR itself, "
+                                             r"not under train/$"):
+        fgm.check_heldout_separation(entries)
+    entries[0]["path"] = "train/audio/music/a__t.ogg"
+    fgm.check_heldout_separation(entries)  # the new layout passes
+    src = fgm.Source("a", "1", "pypi-wheel", "MIT", ())
+    item = fgm.Item(src, fgm.Pick("train/audio/music", ("t.ogg",), "CC0"), Path("t.ogg"), "t.ogg",
+                    "audio/music/a__t.ogg")
+    with pytest.raises(fgm.FetchError, match=r"^a: t.ogg \(held out: False\) would land in audio/music/a__t.ogg, "
+                                             r"not under train/$"):
+        fgm.check_destinations([item])
 
 
 def test_music_cap_takes_tracks_in_order_while_they_fit():
@@ -262,7 +297,7 @@ def test_manifest_is_atomic_and_a_rerun_gives_identical_content(tmp_path, monkey
     fgm.write_manifest(out / "manifest.json", m1)
     first = (out / "manifest.json").read_bytes()
     assert json.loads(first) == m1
-    placed = out / "audio/speech/trainpkg__speech__a.wav"
+    placed = out / "train/audio/speech/trainpkg__speech__a.wav"
     mtime = placed.stat().st_mtime_ns
 
     # rerun: nothing is copied again (the file keeps its mtime), the manifest is byte-identical
@@ -280,12 +315,12 @@ def test_manifest_is_atomic_and_a_rerun_gives_identical_content(tmp_path, monkey
         fgm.write_manifest(out / "manifest.json", {"format": 99})
     monkeypatch.undo()
     assert (out / "manifest.json").read_bytes() == first
-    assert sorted(p.name for p in out.iterdir()) == ["audio", "heldout", "manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["heldout", "manifest.json", "train"]
 
 
 def test_an_existing_file_with_other_content_is_not_overwritten(tmp_path, capsys):
     cache, out = fake_cache(tmp_path), tmp_path / "out"
-    target = out / "audio/effects/trainpkg__fx__boom.wav"
+    target = out / "train/audio/effects/trainpkg__fx__boom.wav"
     target.parent.mkdir(parents=True)
     target.write_bytes(b"something else")
     with pytest.raises(fgm.FetchError, match=r"^trainpkg: .*trainpkg__fx__boom.wav exists with other content"):
@@ -368,7 +403,7 @@ def test_main_reports_a_sha256_mismatch_naming_the_package_and_exits_1(tmp_path,
 
 def test_debian_sources_are_skipped_and_named_without_apt_get(tmp_path, monkeypatch, capsys):
     deb = fgm.Source("somedeb", "1.0-1", "debian", "GPL-2+", (
-        fgm.Pick("audio/effects", ("usr/share/x.wav",), "GPL-2+"),), filename="somedeb_1.0-1_all.deb")
+        fgm.Pick("train/audio/effects", ("usr/share/x.wav",), "GPL-2+"),), filename="somedeb_1.0-1_all.deb")
     monkeypatch.setattr(fgm.shutil, "which", lambda name: None)
     with pytest.raises(fgm.DebianUnavailable, match="^apt-get is not available$"):
         fgm.fetch_deb(deb, tmp_path)
@@ -392,7 +427,7 @@ def test_dep5_licence_matches_upstream_paths_by_their_end():
 
 
 def test_destination_names_are_prefixed_by_package_and_keep_the_path():
-    assert fgm.dest_relpath("audio/speech", "klettres-data", "usr/share/klettres/en/alpha/a.ogg",
-                            "usr/share/klettres/") == "audio/speech/klettres-data__en__alpha__a.ogg"
-    assert fgm.dest_relpath("audio/music", "singularity-music", "A New Journey.ogg") == \
-        "audio/music/singularity-music__A_New_Journey.ogg"
+    assert fgm.dest_relpath("train/audio/speech", "klettres-data", "usr/share/klettres/en/alpha/a.ogg",
+                            "usr/share/klettres/") == "train/audio/speech/klettres-data__en__alpha__a.ogg"
+    assert fgm.dest_relpath("train/audio/music", "singularity-music", "A New Journey.ogg") == \
+        "train/audio/music/singularity-music__A_New_Journey.ogg"
