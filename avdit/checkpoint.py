@@ -27,6 +27,12 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be used, with the reason."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_checkpoint(path: str | os.PathLike, config: AVDiTConfig, tensors: dict[str, torch.Tensor]) -> Path:
     """Write `tensors` (keys starting with one of PREFIXES) and `config` atomically to `path`."""
     path = Path(path)
@@ -41,6 +47,7 @@ def save_checkpoint(path: str | os.PathLike, config: AVDiTConfig, tensors: dict[
     os.close(fd)
     try:
         save_file(plain, tmp, metadata=metadata)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a checkpoint is as readable as any file the user writes
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -81,3 +81,19 @@ def test_tensor_names_need_a_known_prefix(tmp_path):
     with pytest.raises(CheckpointError, match="must start with one of"):
         save_checkpoint(tmp_path / "x.safetensors", tiny_config(), {"blocks.0": torch.zeros(1)})
     assert not any(tmp_path.iterdir())
+
+
+def test_a_saved_checkpoint_is_as_readable_as_any_file_the_user_writes(tmp_path):
+    import os
+
+    from avdit.checkpoint import save_checkpoint
+    from avdit.config import AVDiTConfig
+
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint(tmp_path / "a.safetensors", AVDiTConfig(), {})
+        os.umask(0o077)
+        private = save_checkpoint(tmp_path / "b.safetensors", AVDiTConfig(), {})
+    finally:
+        os.umask(old)
+    assert os.stat(path).st_mode & 0o777 == 0o644 and os.stat(private).st_mode & 0o777 == 0o600
