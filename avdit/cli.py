@@ -338,7 +338,8 @@ def spatial_stride(text: str) -> int:
 AT_LEAST_ONE = whole(1)
 PROBABILITY = number(0, 1)
 MODEL = checkpoint_with("denoiser", "codecs")
-CODECS = named_or(("analytic",), shipped_or(checkpoint_with("codecs")))
+CODECS_FILE = shipped_or(checkpoint_with("codecs"))  # 'toneshapes', 'general' or a checkpoint with codecs
+CODECS = named_or(("analytic",), CODECS_FILE)
 DATA = named_or(("toneshapes",), video_folder)
 # train-codec: --which video also takes photographs, --which audio audio files (avdit.data.STREAMS)
 CODEC_DATA = named_or(("toneshapes",), media_folder("video, photo or audio", "MEDIA_EXTENSIONS"))
@@ -356,8 +357,8 @@ CHECKS = {
     "--keep": _span, "--device": device, "--schedule": schedule,
     "--preset": one_of(_presets), "--sampler": one_of(_samplers), "--strategies": each_of(one_of(_strategies)),
     "--input": input_file("a video or audio file"), ("reconstruct", "--input"): input_file("a video or audio file"),
-    "--checkpoint": MODEL, "--resume": MODEL, "--base": shipped_or(checkpoint_with("codecs")),
-    ("reconstruct", "--codecs"): shipped_or(checkpoint_with("codecs")), ("generate", "--codecs"): shipped_or(checkpoint_with("codecs")),
+    "--checkpoint": MODEL, "--resume": MODEL, "--base": CODECS_FILE,
+    ("reconstruct", "--codecs"): CODECS_FILE, ("generate", "--codecs"): CODECS_FILE,
     "--codecs": CODECS, "--data": DATA, "--workdir": output_folder,
     "--cache": output_file(make_folders=True), "--log": output_file(make_folders=True),
     "--sheet": output_file(".png"),
