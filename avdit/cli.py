@@ -144,11 +144,11 @@ def widen(error: argparse.ArgumentTypeError, more: str) -> argparse.ArgumentType
     return argparse.ArgumentTypeError(f"{head}; expected {more}{accepted}")
 
 
-def named_or(names: tuple[str, ...], other):
-    """One of `names`, or what `other` accepts."""
+def named_or(names: tuple[str, ...], other, on_name=None):
+    """One of `names` (passed through `on_name`, which may refuse it, when given), or what `other` accepts."""
     def check(text: str) -> str:
         if text in names:
-            return text
+            return on_name(text) if on_name else text
         try:
             return other(text)
         except argparse.ArgumentTypeError as exc:
@@ -162,16 +162,14 @@ def shipped_or(other):
     def check(text: str) -> str:
         from avdit.codecs import NAMED_CODECS
 
-        if text in NAMED_CODECS:
-            if not NAMED_CODECS[text].is_file():
-                raise refuse(text, "codecs this install has, or a checkpoint with codecs",
-                             f"whose file {NAMED_CODECS[text]} is missing from this install (reinstall avdit)")
-            other(str(NAMED_CODECS[text]))
-            return text
-        try:
-            return other(text)
-        except argparse.ArgumentTypeError as exc:
-            raise widen(exc, " or ".join(repr(n) for n in NAMED_CODECS) + " or ") from None
+        def installed(name: str) -> str:
+            if not NAMED_CODECS[name].is_file():
+                raise refuse(name, "codecs this install has, or a checkpoint with codecs",
+                             f"whose file {NAMED_CODECS[name]} is missing from this install (reinstall avdit)")
+            other(str(NAMED_CODECS[name]))
+            return name
+
+        return named_or(tuple(NAMED_CODECS), other, on_name=installed)(text)
     return check
 
 
