@@ -82,10 +82,11 @@ def latent_mismatch(model: AVDiTConfig, model_tensors: dict, codecs: AVDiTConfig
         return f"layout {codecs.layout.width}x{codecs.layout.height} at {codecs.layout.fps:g} fps and " \
                f"{codecs.layout.sample_rate} Hz, not {model.layout.width}x{model.layout.height} at " \
                f"{model.layout.fps:g} fps and {model.layout.sample_rate} Hz"
+    def latent_settings(codec):
+        return dataclasses.replace(codec, options={k: v for k, v in codec.options.items() if k not in DECODER_OPTIONS})
+
     for name in ("video_codec", "audio_codec"):
-        mine, theirs = getattr(model, name), getattr(codecs, name)
-        strip = (lambda c: dataclasses.replace(c, options={k: v for k, v in c.options.items() if k not in DECODER_OPTIONS}))
-        if strip(mine) != strip(theirs):
+        if latent_settings(getattr(model, name)) != latent_settings(getattr(codecs, name)):
             return f"the {name.replace('_', ' ')} has other settings"
         for key, tensor in model_tensors.items():
             if key.startswith("audio_codec.vocoder."):  # a decoder of spectra; another one is the point
