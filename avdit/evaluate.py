@@ -558,8 +558,7 @@ def report(data: dict, command: str) -> str:
         "# Results: the paper's Table 1 at our scale" if not data['settings'].get('checkpoint') else "# Scores of trained checkpoints", "",
         "Made by `python -m avdit eval` (see `avdit/evaluate.py` for what each number is):", "",
         f"    {command}", "",
-        f"Wall time {data['seconds'] / 60:.1f} min ({data['train_seconds'] / 60:.1f} min of it training, as the checkpoints record it), "
-        f"on {data.get('hardware', 'this machine')}. " + _jobs_text(data) + (
+        f"{_time_text(data)}, on {data.get('hardware', 'this machine')}. " + _jobs_text(data) + (
             "Scored checkpoints as trained (their training is in each file's metadata). " if data['settings'].get('checkpoint') else
             f"Every model: preset `{data['settings']['preset']}`, "
             f"{data['settings']['train_steps']} steps of batch {data['settings']['batch']}, lr {data['settings']['lr']}, "
@@ -626,13 +625,23 @@ def report(data: dict, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _parallel(data: dict) -> bool:
+    return data["settings"].get("jobs", 1) > 1 and not data["settings"].get("checkpoint")
+
+
+def _time_text(data: dict) -> str:
+    minutes, training = data["seconds"] / 60, data["train_seconds"] / 60
+    if _parallel(data):  # the models' own times add up to more than the wall clock saw
+        return f"Time {minutes:.1f} min, scoring's wall time plus each model's own training time ({training:.1f} min)"
+    return f"Wall time {minutes:.1f} min ({training:.1f} min of it training, as the checkpoints record it)"
+
+
 def _jobs_text(data: dict) -> str:
-    jobs = data["settings"].get("jobs", 1)
-    if jobs <= 1 or data["settings"].get("checkpoint"):
+    if not _parallel(data):
         return ""
-    threads = data.get("train_threads", 1)
-    return (f"The models trained {jobs} at a time, {threads} thread{'s' * (threads > 1)} each (`--jobs {jobs}`); the minutes "
-            "above add up each model's own training time. ")
+    jobs, threads = data["settings"]["jobs"], data.get("train_threads", 1)
+    return (f"The models trained {jobs} at a time, {threads} thread{'s' * (threads > 1)} each (`--jobs {jobs}`), so the "
+            "wall time was less than that sum. ")
 
 
 def _guidance_text(data: dict) -> str:

@@ -102,7 +102,10 @@ def test_eval_trains_every_strategy_and_writes_the_report(tmp_path):
         -np.mean([data["results"][s][t]["agreement"] for t in data["tasks"]]),
         -np.mean([data["results"][s][t]["continuity"] for t in ("continue", "inpaint")])))
     assert "## Summary, ranked by agreement" in text
-    assert re.search(r"The models trained 2 at a time, \d+ threads? each \(`--jobs 2`\)", text)
+    assert re.search(r"The models trained 2 at a time, \d+ threads? each \(`--jobs 2`\), so the wall time was less than that sum", text)
+    # side by side, the models' own times add up to more than the wall clock saw: the report does not call the sum wall time
+    assert re.search(r"^Time \d+\.\d min, scoring's wall time plus each model's own training time \(\d+\.\d min\), on ", text, re.M)
+    assert "Wall time" not in text
     assert all((tmp_path / "models" / f"{s.replace(':', '-')}.log").is_file() for s in strategies)
     for strategy in strategies[:5]:
         assert set(data["results"][strategy]) == {"joint", "a2v", "v2a", "continue", "inpaint"}
