@@ -14,6 +14,8 @@ whole windows; Griffin-Lim, which turns spectra back into waveforms, has no weig
 trained. With `--audio-decoder neural` a phase network (`PhaseVocoder`) is trained after the
 audio codec, which stays frozen, on the waveform (`waveform_loss`, STFTs at three resolutions);
 `--which vocoder` adds one to --base's audio codec and leaves every other weight as it was.
+`--fine-tune` trains --base's video or audio codec on from its weights (its layout, stride, channels
+and options kept) instead of from scratch: the shipped general codecs, say, on your own footage.
 AdamW with warm-up and cosine decay over the step or compute budget, whichever ends first; on the CPU the budget counts CPU time over threads, so a busy machine makes training take
 longer rather than train less; on CUDA it is wall time, and steps run under bf16 autocast. Under
 torchrun every process trains on its own clips and gradients are averaged (DDP). At the end the
@@ -385,10 +387,17 @@ def _round_weights(codec: torch.nn.Module, dtype: torch.dtype) -> None:
             p.copy_(p.to(dtype))
 
 
-def train_video(args: argparse.Namespace, seconds: float, clips: Clips, where: Processes) -> tuple[VideoCodec, dict]:
-    """Train a video codec of --spatial-stride; the first process then sets its latent scale and scores it."""
+def train_video(args: argparse.Namespace, seconds: float, clips: Clips, where: Processes,
+                start: VideoCodec | None = None) -> tuple[VideoCodec, dict]:
+    """Train a video codec of --spatial-stride, or `start` on from its weights; the first process then sets
+    its latent scale and scores it."""
     torch.manual_seed(args.seed)
-    codec = build_video_codec(learned_video_config(args.video_latent_channels, args.spatial_stride)).to(where.device)
+    if start is None:
+        codec = build_video_codec(learned_video_config(args.video_latent_channels, args.spatial_stride))
+    else:
+        codec = build_video_codec(start.config)
+        codec.load_state_dict(start.state_dict())
+    codec = codec.to(where.device)
 
     def batch_of(rng):
         return clips.train(rng, args.batch, args.video_frames)[0]
@@ -410,13 +419,23 @@ def train_video(args: argparse.Namespace, seconds: float, clips: Clips, where: P
     return codec, report
 
 
-def train_audio(args: argparse.Namespace, seconds: float, clips: Clips, where: Processes) -> tuple[AudioCodec, dict]:
-    """Train an audio codec for the layout's sample rate; the first process then sets its latent scale and scores it."""
+def train_audio(args: argparse.Namespace, seconds: float, clips: Clips, where: Processes,
+                start: LearnedAudioCodec | None = None) -> tuple[AudioCodec, dict]:
+    """Train an audio codec for the layout's sample rate, or `start` on from its weights (its decoder, floor
+    and channels; a neural decoder it lacks starts fresh); the first process then sets its latent scale
+    and scores it."""
     torch.manual_seed(args.seed + 1)
-    config = learned_audio_config(args.audio_latent_channels, clips.layout.sample_rate, args.audio_decoder)
-    config.options["vocoder_refine"] = args.vocoder_refine
-    config.options["eps"] = args.audio_floor
-    codec = build_audio_codec(config).to(where.device)
+    if start is None:
+        config = learned_audio_config(args.audio_latent_channels, clips.layout.sample_rate, args.audio_decoder)
+        config.options.update(vocoder_refine=args.vocoder_refine, eps=args.audio_floor)
+        codec = build_audio_codec(config)
+    else:
+        codec = build_audio_codec(replace(start.config, options={**start.config.options, "decoder": args.audio_decoder,
+                                                                 "vocoder_refine": args.vocoder_refine}))
+        own = codec.state_dict()
+        missing, _ = codec.load_state_dict({k: v for k, v in start.state_dict().items() if k in own}, strict=False)
+        assert all(k.startswith("vocoder.") for k in missing), missing
+    codec = codec.to(where.device)
     vocoder_seconds = seconds * args.vocoder_share if codec.vocoder is not None else 0.0
     seconds -= vocoder_seconds
     if codec.vocoder is not None:
@@ -523,10 +542,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how audio latents become waveforms: griffin_lim (no weights) or neural (a phase network "
                              "trained after the audio codec, --vocoder-share of its budget; faster, see the README) "
                              "(default: griffin_lim; neural with --which vocoder)")
-    parser.add_argument("--vocoder-refine", type=int, default=0,
+    parser.add_argument("--vocoder-refine", type=int, default=None,
                         help="Griffin-Lim iterations the neural decoder runs from its own phase when decoding (recorded "
                              "in the checkpoint; 0: none, one inverse STFT). On ToneShapes 4 keep what 32 from a random "
-                             "start keep, in a sixth of the time (README, Codecs and data)")
+                             "start keep, in a sixth of the time (README, Codecs and data); default 0 (--base's with --fine-tune)")
     parser.add_argument("--vocoder-share", type=float, default=0.5,
                         help="with --audio-decoder neural and --which both|audio: fraction of the audio budget that "
                              "trains the neural decoder")
@@ -544,8 +563,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where to train (default: cuda when there is one); CUDA steps run under bf16 autocast, "
                              "and under torchrun each process takes its own GPU")
     parser.add_argument("--base", default=None,
-                        help="checkpoint to take the untrained codec from with --which video|audio "
-                             "(default: the shipped codecs)")
+                        help="checkpoint (or shipped name: toneshapes, general) to take the untrained codec from with "
+                             "--which video|audio, or the codec to train on with --fine-tune (default: the shipped codecs)")
+    parser.add_argument("--fine-tune", action="store_true",
+                        help="with --which video|audio: train --base's codec on from its weights instead of a new one "
+                             "from scratch (its layout, --spatial-stride, latent channels, --audio-floor and decoder are "
+                             "--base's, its decoder too unless --audio-decoder gives the other; a lower --lr, e.g. 5e-4, keeps more of what it knew). Its latents change, so a "
+                             "denoiser trained on --base's codecs needs training again")
     parser.add_argument("--steps", type=int, default=1_000_000, help="most steps per codec (default: until --minutes)")
     parser.add_argument("--minutes", type=float, default=21.0,
                         help="compute budget for all training: on the CPU in minutes of --threads cores (CPU time / "
@@ -556,16 +580,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--video-frames", type=int, default=9, help="frames per training video clip (1 + 4k)")
     parser.add_argument("--audio-batch", type=int, default=16, help="audio clips (whole windows) per step")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate")
-    parser.add_argument("--audio-floor", type=float, default=AUDIO_OPTIONS["eps"],
+    parser.add_argument("--audio-floor", type=float, default=None,
                         help="the audio codec learns log(|STFT| + FLOOR): spectra far below FLOOR are lost. The "
                              "default 0.1 (ToneShapes' codec) is ~70 dB under a full-scale tone and hides the quiet "
-                             "bands of real speech and music; 0.001 keeps them (README, Codecs and data)")
+                             "bands of real speech and music; 0.001 keeps them (README, Codecs and data); --base's with --fine-tune")
     parser.add_argument("--cache-gb", type=float, default=4.0,
                         help="with --data FOLDER: keep up to this many GB of decoded clips in memory, so that each is "
                              "decoded once (a window of HD video takes longer to decode than a training step); 0: none")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--video-latent-channels", type=int, default=16)
-    parser.add_argument("--audio-latent-channels", type=int, default=32)
+    parser.add_argument("--video-latent-channels", type=int, default=None, help="default 16 (--base's with --fine-tune)")
+    parser.add_argument("--audio-latent-channels", type=int, default=None, help="default 32 (--base's with --fine-tune)")
     parser.add_argument("--weights-dtype", choices=("float16", "float32"), default="float16",
                         help="dtype the weights are stored in (float16 halves the file)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -577,15 +601,22 @@ def _with_layout(args: argparse.Namespace, config: AVDiTConfig) -> tuple[AVDiTCo
     refused. With --which video|audio the other codec is kept from --base: the options it depends on must agree."""
     kept = {"both": (), "video": ("sample_rate",), "audio": ("size", "fps"),
             "vocoder": ("size", "fps", "sample_rate")}[args.which]
+    if args.fine_tune:
+        kept = ("size", "fps", "sample_rate")
     layout, differ = with_layout_options(config.layout, {name: getattr(args, name) for name in LAYOUT_OPTIONS}, kept)
-    if args.which in ("audio", "vocoder") and args.spatial_stride not in (None, config.video_codec.spatial_stride):
+    keeps_stride = args.which in ("audio", "vocoder") or args.fine_tune
+    if keeps_stride and args.spatial_stride not in (None, config.video_codec.spatial_stride):
         differ.append(f"--spatial-stride {args.spatial_stride} (it has {config.video_codec.spatial_stride})")
+    if differ and args.fine_tune:
+        return config, (f"--fine-tune trains the {args.which} codec of --base {args.base or 'the shipped codecs'} on, made "
+                        f"for another layout: {'; '.join(differ)}; leave these options out, or train a new codec "
+                        "(without --fine-tune)")
     if differ:
         other = {"video": "audio codec", "audio": "video codec", "vocoder": "codecs"}[args.which]
         return config, (f"--which {args.which} keeps the {other} of --base {args.base or 'the shipped codecs'}, made "
                         f"for another layout: {'; '.join(differ)}; leave these options out, or train both codecs (--which both)")
     if args.spatial_stride is None:
-        args.spatial_stride = config.video_codec.spatial_stride if args.which in ("audio", "vocoder") else 8
+        args.spatial_stride = config.video_codec.spatial_stride if keeps_stride else 8
     config = replace(config, layout=layout, video_codec=replace(config.video_codec, spatial_stride=args.spatial_stride))
     problem = grid_problem(config)
     if problem:
@@ -596,6 +627,40 @@ def _with_layout(args: argparse.Namespace, config: AVDiTConfig) -> tuple[AVDiTCo
     return config, None
 
 
+def _fine_tune_problem(args: argparse.Namespace, start, base_config: AVDiTConfig) -> str | None:
+    """Why --fine-tune cannot train `start` (--base's codec of --which) on, or None: it must have weights,
+    and the options that fix its shape must be left out or agree with it."""
+    where = f"--base {args.base or 'the shipped codecs'}"
+    kind = (base_config.video_codec if args.which == "video" else base_config.audio_codec).kind
+    if kind != "learned":
+        return (f"--fine-tune needs a learned {args.which} codec in {where}; its {args.which} codec is of kind {kind!r}, "
+                "which has no weights to train (leave --fine-tune out to train a new one)")
+    if args.which == "video":
+        fixed = [("--video-latent-channels", args.video_latent_channels, start.config.latent_channels)]
+    else:
+        fixed = [("--audio-latent-channels", args.audio_latent_channels, start.config.latent_channels),
+                 ("--audio-floor", args.audio_floor, start.config.options.get("eps", AUDIO_OPTIONS["eps"]))]
+    differ = [f"{name} {given:g} (it has {has:g})" for name, given, has in fixed if given is not None and given != has]
+    if differ:
+        return (f"--fine-tune trains the {args.which} codec of {where} on, whose shape these options would change: "
+                f"{'; '.join(differ)}; leave them out, or train a new codec (without --fine-tune)")
+    return None
+
+
+def _resolve_codec_options(args: argparse.Namespace, start) -> None:
+    """The codec options left out: --base's with --fine-tune (the audio codec's), the defaults otherwise."""
+    own = start.config.options if isinstance(start, LearnedAudioCodec) else {}
+    if args.audio_decoder is None:
+        args.audio_decoder = "neural" if args.which == "vocoder" else own.get("decoder", "griffin_lim")
+    for name, key, default in (("vocoder_refine", "vocoder_refine", 0), ("audio_floor", "eps", AUDIO_OPTIONS["eps"])):
+        if getattr(args, name) is None:
+            setattr(args, name, own.get(key, default))
+    if args.video_latent_channels is None:
+        args.video_latent_channels = 16
+    if args.audio_latent_channels is None:
+        args.audio_latent_channels = 32
+
+
 def run(args: argparse.Namespace) -> int:
     def refuse(message: str) -> int:
         print(f"train-codec: {message}", file=sys.stderr)
@@ -603,15 +668,17 @@ def run(args: argparse.Namespace) -> int:
 
     if args.steps < 1 or args.minutes <= 0 or args.batch < 1 or args.audio_batch < 1 or not 0 < args.video_share < 1:
         return refuse("--steps, --minutes, --batch and --audio-batch must be positive and --video-share between 0 and 1")
-    if not 0 < args.audio_floor <= 10:
+    if args.fine_tune and args.which not in ("video", "audio"):
+        return refuse(f"--fine-tune trains one codec of --base on from its weights; give --which video or --which audio, "
+                      f"not {args.which}" + (" (--which vocoder trains on --base's audio codec already)"
+                                             if args.which == "vocoder" else ""))
+    if args.audio_floor is not None and not 0 < args.audio_floor <= 10:
         return refuse(f"--audio-floor is {args.audio_floor:g}; give a number above 0 and at most 10 (STFT magnitude)")
     if not 0 <= args.cache_gb < 1e6:
         return refuse(f"--cache-gb is {args.cache_gb:g}; give 0 (no cache) or more GB of memory for decoded clips")
     if args.which == "vocoder" and args.audio_decoder == "griffin_lim":
         return refuse("--which vocoder trains a neural audio decoder; --audio-decoder griffin_lim has no weights to "
                       "train: leave --audio-decoder out, or give neural")
-    if args.audio_decoder is None:
-        args.audio_decoder = "neural" if args.which == "vocoder" else "griffin_lim"
     if args.threads:
         torch.set_num_threads(args.threads)
     args.weights_dtype = getattr(torch, args.weights_dtype)
@@ -622,12 +689,20 @@ def run(args: argparse.Namespace) -> int:
         try:
             base_video, base_audio, base_config = load_codecs(args.base)
         except CheckpointError as exc:
-            return refuse(f"--which {args.which} keeps the other codec from --base: {exc}")
+            return refuse(f"--fine-tune trains the {args.which} codec of --base on: {exc}" if args.fine_tune else
+                          f"--which {args.which} keeps the other codec from --base: {exc}")
         config = replace(base_config)
         report = dict(base_config.training.get("codecs", {}))
         if args.which == "vocoder" and not isinstance(base_audio, LearnedAudioCodec):
             return refuse(f"--which vocoder needs a learned audio codec in --base {args.base or 'the shipped codecs'}; "
                           f"its audio codec is of kind {base_config.audio_codec.kind!r} (train one with --which audio)")
+    start = None
+    if args.fine_tune:
+        start = base_video if args.which == "video" else base_audio
+        refusal = _fine_tune_problem(args, start, base_config)
+        if refusal:
+            return refuse(refusal)
+    _resolve_codec_options(args, start)
     config, refusal = _with_layout(args, config)
     if refusal:
         return refuse(refusal)
@@ -647,13 +722,21 @@ def run(args: argparse.Namespace) -> int:
     report.update({"data": clips.describe(), "hardware": f"{hardware}, torch {torch.__version__}",
                    "processes": world, "lr": args.lr, "seed": args.seed})
     if args.which in ("both", "video"):
-        video, report["video"] = train_video(args, seconds * (args.video_share if args.which == "both" else 1.0), clips, where)
+        base_report = report.get("video")
+        video, report["video"] = train_video(args, seconds * (args.video_share if args.which == "both" else 1.0), clips, where,
+                                             start=start)
         report["video"]["data"] = clips.describe()  # each codec's own: --which video|audio keep the other's
+        if start is not None and rank == 0:
+            report["video"]["fine_tuned_from"] = {"base": args.base or "the shipped codecs", "training": base_report}
     else:
         video = base_video
     if args.which in ("both", "audio"):
-        audio, report["audio"] = train_audio(args, seconds * (1 - args.video_share if args.which == "both" else 1.0), clips, where)
+        base_report = report.get("audio")
+        audio, report["audio"] = train_audio(args, seconds * (1 - args.video_share if args.which == "both" else 1.0), clips, where,
+                                             start=start)
         report["audio"]["data"] = clips.describe()
+        if start is not None and rank == 0:
+            report["audio"]["fine_tuned_from"] = {"base": args.base or "the shipped codecs", "training": base_report}
     elif args.which == "vocoder":
         audio, vocoder_report = train_vocoder_of(base_audio, args, seconds, clips, where)
         report["audio"] = {**report.get("audio", {}), "decoder": "neural", "vocoder": {**vocoder_report, "data": clips.describe()}}
