@@ -65,6 +65,7 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, step: int, decay: f
 
 # --- `python -m avdit train` -------------------------------------------------------------------
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import copy  # noqa: E402
 import dataclasses  # noqa: E402
 import hashlib  # noqa: E402
@@ -191,13 +192,42 @@ def encode_dataset(config: AVDiTConfig, codecs: tuple, data: str, clips: int, de
         for name, tensor in sorted(codec.state_dict().items()):
             digest.update(name.encode() + tensor.detach().cpu().float().numpy().tobytes())
     key = digest.hexdigest()
-    if cache and Path(cache).is_file():
-        with safe_open(cache, "pt") as handle:
-            cached_key = (handle.metadata() or {}).get("key")
-        if cached_key == key:
-            cached = load_file(cache)
-            return cached["video"], cached["audio"]
-        print(f"latent cache {cache} was made from other data or codecs: encoding again", file=sys.stderr)
+    if not cache:
+        return _encode_clips(config, codecs, data, clips, device)
+    with _cache_lock(cache):  # trainings started together (eval --jobs) encode it once: the others wait, then load it
+        if Path(cache).is_file():
+            with safe_open(cache, "pt") as handle:
+                cached_key = (handle.metadata() or {}).get("key")
+            if cached_key == key:
+                cached = load_file(cache)
+                return cached["video"], cached["audio"]
+            print(f"latent cache {cache} was made from other data or codecs: encoding again", file=sys.stderr)
+        video, audio = _encode_clips(config, codecs, data, clips, device)
+        tmp = f"{cache}.{os.getpid()}.tmp"
+        save_file({"video": video.contiguous(), "audio": audio.contiguous()}, tmp, metadata={"key": key})
+        os.replace(tmp, cache)
+    return video, audio
+
+
+@contextlib.contextmanager
+def _cache_lock(cache: str):
+    """Holds `cache`.lock exclusively (POSIX advisory lock; where fcntl is missing, no lock)."""
+    Path(cache).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(f"{cache}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _encode_clips(config: AVDiTConfig, codecs: tuple, data: str, clips: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """`encode_dataset` without the cache."""
     from avdit import data as data_module
 
     video_codec, audio_codec = codecs
@@ -231,13 +261,7 @@ def encode_dataset(config: AVDiTConfig, codecs: tuple, data: str, clips: int, de
         flush()
     if not videos:
         raise ValueError(f"--data {data}: none of its clips decode (skipped: {folder.skipped[:3]})")
-    video, audio = torch.cat(videos), torch.cat(audios)
-    if cache:
-        Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        tmp = f"{cache}.{os.getpid()}.tmp"  # several processes may write it at once
-        save_file({"video": video.contiguous(), "audio": audio.contiguous()}, tmp, metadata={"key": key})
-        os.replace(tmp, cache)
-    return video, audio
+    return torch.cat(videos), torch.cat(audios)
 
 
 def run(args) -> int:

@@ -100,6 +100,43 @@ def test_latent_cache_is_reused_only_for_the_same_data_and_codecs(tmp_path):
     assert load_file(cache)["video"].shape[0] == 8
 
 
+def test_trainings_started_together_encode_their_shared_latent_cache_once(tmp_path, monkeypatch):
+    """`eval --jobs 2` starts two trainings on one cache that is not there yet: one encodes the clips,
+    the other waits for it and loads the same latents (before, both encoded every clip)."""
+    import threading
+    import time
+
+    import torch
+
+    from avdit import train as train_module
+    from avdit.codecs import train as codec_train
+    from avdit.pipeline import load_codec_config_and_tensors
+
+    config, _, codecs = load_codec_config_and_tensors("analytic")
+    drawn, real = [], codec_train.toneshapes_batch
+
+    def slow_batch(seeds, *args, **kwargs):  # slow enough that the two trainings overlap
+        drawn.append(seeds[0])
+        time.sleep(0.05)
+        return real(seeds, *args, **kwargs)
+
+    monkeypatch.setattr(codec_train, "toneshapes_batch", slow_batch)
+    cache, latents = tmp_path / "latents.safetensors", [None, None]
+
+    def encode(i):
+        latents[i] = train_module.encode_dataset(config, codecs, "toneshapes", 6, "cpu", str(cache))
+
+    threads = [threading.Thread(target=encode, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(drawn) == [0, 1, 2, 3, 4, 5]  # each clip made once
+    assert latents[0][0].shape[0] == 6
+    assert torch.equal(latents[0][0], latents[1][0]) and torch.equal(latents[0][1], latents[1][1])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latents.safetensors", "latents.safetensors.lock"]  # no temporary file left
+
+
 def assert_same_training(a, b):
     """Two checkpoints (and their resume files) hold bit-identical weights, optimizer state and loss."""
     import torch
