@@ -186,14 +186,14 @@ def encode_dataset(config: AVDiTConfig, codecs: tuple, data: str, clips: int, de
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
+    if not cache:
+        return _encode_clips(config, codecs, data, clips, device)
     # what the latents depend on: a cache made from other data or other codecs is re-encoded, never reused
     digest = hashlib.sha256(f"{data}|{clips}|{config.layout}".encode())
     for codec in codecs:
         for name, tensor in sorted(codec.state_dict().items()):
             digest.update(name.encode() + tensor.detach().cpu().float().numpy().tobytes())
     key = digest.hexdigest()
-    if not cache:
-        return _encode_clips(config, codecs, data, clips, device)
     with _cache_lock(cache):  # trainings started together (eval --jobs) encode it once: the others wait, then load it
         if Path(cache).is_file():
             with safe_open(cache, "pt") as handle:
