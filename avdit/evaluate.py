@@ -111,6 +111,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
                         help="weight precision of the denoiser while scoring (the codecs stay fp32)")
+    parser.add_argument("--device", default="cpu",
+                        help="where the models generate, e.g. cpu, cuda, cuda:1 (the scores are computed on the CPU; models "
+                             "this command trains use their own default, a GPU when there is one)")
     parser.add_argument("--retrain", action="store_true", help="train again even where the workdir has a finished model")
     parser.add_argument("--jobs", type=int, default=1,
                         help="models to train at once, each in its own process on an equal share of the threads, its "
@@ -433,7 +436,7 @@ def run_task(pipe, task: str, video_latent, audio_latent, layout, args, guidance
     out = pipe.sample(latent, steps=args.steps, sampler=args.sampler, seed=args.seed,
                       video_guidance=guidance, audio_guidance=guidance)
     video, audio, _, _ = pipe.decode(out)
-    return video.clamp(0, 1).numpy(), audio[:, 0].numpy()
+    return video.clamp(0, 1).cpu().numpy(), audio[:, 0].cpu().numpy()
 
 
 def given_frames(task: str, layout) -> tuple[np.ndarray, np.ndarray]:
@@ -470,17 +473,17 @@ def evaluate(args) -> dict:
     ref_video, ref_audio = toneshapes_batch(reference_seeds)
     reference = frame_features(ref_video.numpy(), ref_audio[:, 0].numpy()).reshape(-1, 26)
 
-    first = AVDiTPipeline.load(models[strategies[0]])
+    first = AVDiTPipeline.load(models[strategies[0]], device=args.device)
     layout = __import__("avdit.layout", fromlist=["Layout"]).Layout.from_config(first.config)
     with torch.no_grad():
-        video_latent = first.video_codec.encode(real_video)
-        audio_latent = first.audio_codec.encode(real_audio)
+        video_latent = first.video_codec.encode(real_video.to(first.codec_device))
+        audio_latent = first.audio_codec.encode(real_audio.to(first.codec_device))
     from avdit.monl import NoiseLevelMask
     from avdit.pipeline import AVLatent
 
     floor_v, floor_a, _, _ = first.decode(AVLatent(video_latent, audio_latent, layout, NoiseLevelMask(torch.zeros(1), torch.zeros(1))))
     rows = {"real clips": _scores(real_video.numpy(), real_audio[:, 0].numpy(), reference, None, layout),
-            "codec reconstruction": _scores(floor_v.clamp(0, 1).numpy(), floor_a[:, 0].numpy(), reference, None, layout)}
+            "codec reconstruction": _scores(floor_v.clamp(0, 1).cpu().numpy(), floor_a[:, 0].cpu().numpy(), reference, None, layout)}
     shuffled = np.roll(np.arange(len(real_audio)), 1)
     rows["shuffled pairs (chance)"] = _scores(real_video.numpy(), real_audio[shuffled, 0].numpy(), reference, None, layout)
 
@@ -489,10 +492,11 @@ def evaluate(args) -> dict:
         choice_seeds, _ = clip_seeds("validation", args.eval_clips, args.reference_clips)
         choice_video, choice_audio = toneshapes_batch(choice_seeds)
         with torch.no_grad():
-            choosing = first.video_codec.encode(choice_video), first.audio_codec.encode(choice_audio)
+            choosing = (first.video_codec.encode(choice_video.to(first.codec_device)),
+                        first.audio_codec.encode(choice_audio.to(first.codec_device)))
     results, guidance, tried = {}, {}, {}
     for strategy in strategies:
-        pipe = AVDiTPipeline.load(models[strategy], dtype=DTYPES[args.dtype])
+        pipe = AVDiTPipeline.load(models[strategy], device=args.device, dtype=DTYPES[args.dtype])
         tasks = [t for t in TASKS if strategy in GENERAL or strategy in (args.checkpoint or []) or SPECIFIC.get(t) == strategy]
         guidance[strategy] = args.guidance[0]
         if choosing is not None:

@@ -333,6 +333,7 @@ EVAL = [
     (["--split", "train"], "--split: invalid choice: 'train'; expected one of 'test', 'validation'"),
     (["--guidance", "nan"], "--guidance is nan; expected a finite number >= 0"),
     (["--codecs", "{empty}"], "--codecs is '{empty}', which is not a file; expected 'analytic' or 'toneshapes' or 'general' or an avdit .safetensors checkpoint"),
+    (["--device", "gpu"], "--device is 'gpu'; expected cpu"),
 ]
 
 BENCH = [

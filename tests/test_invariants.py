@@ -175,6 +175,21 @@ def test_loss_is_the_mean_squared_target_error_over_noised_elements_with_each_it
     assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-6)
 
 
+def test_loss_draws_the_levels_from_the_level_generator_and_the_noise_from_the_other():
+    """On a GPU the trainer's noise generator lives on the GPU, where the level draws (made on the CPU)
+    cannot use it: they come from a CPU `level_generator`, and the noise from `generator` alone."""
+    layout, monl, video, audio = loss_setup()
+    schedule = schedule_of("flow", "velocity")
+    model = Recorder(fill=0.25)
+    monl_loss(model, schedule, monl, video, audio, layout, torch.Generator().manual_seed(11), torch.Generator().manual_seed(4))
+    levels, _ = draw_levels(video.shape[0], layout.num_segments, monl, torch.Generator().manual_seed(4))
+    lv, la = per_frame_levels(levels, layout)
+    x_v, _, got_lv, got_la = model.calls[0]
+    assert torch.equal(got_lv, lv) and torch.equal(got_la, la)
+    noise = torch.Generator().manual_seed(11)  # untouched by the level draws: its first numbers are the video noise
+    torch.testing.assert_close(x_v, schedule.add_noise(video, torch.randn(video.shape, generator=noise), lv[:, None, :, None, None]))
+
+
 def test_loss_ignores_outputs_on_given_blocks_and_counts_every_noised_one():
     layout, monl, video, audio = loss_setup()
     schedule = schedule_of("flow", "velocity")

@@ -116,7 +116,7 @@ def test_trainings_started_together_encode_their_shared_latent_cache_once(tmp_pa
     drawn, real = [], codec_train.toneshapes_batch
 
     def slow_batch(seeds, *args, **kwargs):  # slow enough that the two trainings overlap
-        drawn.append(seeds[0])
+        drawn.extend(seeds)
         time.sleep(0.05)
         return real(seeds, *args, **kwargs)
 
@@ -135,6 +135,27 @@ def test_trainings_started_together_encode_their_shared_latent_cache_once(tmp_pa
     assert latents[0][0].shape[0] == 6
     assert torch.equal(latents[0][0], latents[1][0]) and torch.equal(latents[0][1], latents[1][1])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latents.safetensors", "latents.safetensors.lock"]  # no temporary file left
+
+
+def test_clips_made_by_threads_give_the_same_latents_in_the_same_order():
+    """Large ToneShapes caches are made by several threads:
+    the latents are those of one thread, clip for clip, so a cache does not depend on the machine."""
+    import torch
+
+    from avdit import train as train_module
+    from avdit.codecs.train import toneshapes_batch
+    from avdit.pipeline import load_codec_config_and_tensors
+
+    config, _, codecs = load_codec_config_and_tensors("analytic")
+    one = train_module._encode_clips(config, codecs, "toneshapes", 150, "cpu", workers=0)
+    three = train_module._encode_clips(config, codecs, "toneshapes", 150, "cpu", workers=3)
+    assert one[0].shape[0] == three[0].shape[0] == 150
+    assert torch.equal(one[0], three[0]) and torch.equal(one[1], three[1])
+    video, audio = toneshapes_batch([149], config.layout.window_frames, config.layout, 1)
+    with torch.no_grad():
+        assert torch.equal(three[0][149:], codecs[0].encode(video.float()))
+        assert torch.equal(three[1][149:], codecs[1].encode(audio.float()))
+    assert train_module.generation_workers(511) == 0
 
 
 def assert_same_training(a, b):
