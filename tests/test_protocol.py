@@ -192,3 +192,26 @@ def test_long_continuation_scores_each_chunk_after_the_given_part(real):
     late[:, : 9 * 2000] = audio[:, : 9 * 2000]  # the second second's sound is another clip's
     first, second = bench.chunk_scores(video, late, fps=8.0, given=0.125, chunk=1.0)
     assert first["agreement"] == pytest.approx(1.0) and second["pitch"] < 0.5
+
+
+def test_continue_from_end_counts_a_disc_that_vanishes_where_the_given_part_ends(real):
+    import importlib.util
+    from pathlib import Path
+
+    from avdit.data import video_features
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "continue_from_end.py"
+    spec = importlib.util.spec_from_file_location("continue_from_end", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    video, audio = real
+    present = video_features(video)["present"]
+    shown = np.flatnonzero(present[:, 8] & present[:, 9])  # clips whose disc shows on both sides of frame 8 | 9
+    assert len(shown) >= 4
+    assert bench.boundary_counts(video[shown], audio[shown], 9)[:, 6].tolist() == [0] * len(shown)
+    blanked = video[shown].copy()
+    blanked[:, 9] = 0.0  # the first generated frame without its disc
+    counts = bench.boundary_counts(blanked, audio[shown], 9)
+    assert counts[:, 6].tolist() == [1] * len(shown)
+    assert bench.summary(counts)["gap_at_boundary"] == 1.0
+    assert bench.summary(counts)["no_jump"] == 0.0  # nothing left to count across the boundary scores 0, as in eval
