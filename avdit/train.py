@@ -287,9 +287,8 @@ def _toneshapes_clips(layout, channels: int, clips: int, workers: int | None):
     workers = generation_workers(clips) if workers is None else workers
     chunks = [range(i, min(i + _CHUNK, clips)) for i in range(0, clips, _CHUNK)]
     if workers < 2:
-        made = (_toneshapes_chunk(layout, channels, seeds) for seeds in chunks)
-        for video, audio in made:
-            yield from zip(video, audio)
+        for seeds in chunks:
+            yield from zip(*_toneshapes_chunk(layout, channels, seeds))
         return
     import collections
     import concurrent.futures

@@ -38,8 +38,8 @@ def boundary_counts(video: np.ndarray, audio: np.ndarray, given_frames: int) -> 
     frames = np.arange(video.shape[1])
     given = frames < given_frames
     counts = continuity_counts(video, audio, given, given)
-    present = video_features(video)["present"]
-    gap = present[:, given_frames - 1] & ~present[:, given_frames]
+    present = video_features(video[:, given_frames - 1 : given_frames + 1])["present"]  # the two frames at the boundary
+    gap = present[:, 0] & ~present[:, 1]
     return np.concatenate([counts, gap[:, None].astype(np.int64)], 1)
 
 
