@@ -99,6 +99,11 @@ class MonlConfig:
     # conditioning for every strategy, which clean_probability does not give.
     task_probability: float = 0.0
     level_sampling: str = "uniform"  # how levels are drawn: "uniform" or "logit_normal"
+    # Chance that a sample is the continuation of an input that ends at a random video frame: both
+    # modalities given before it, their latents encoded from the clip cut there and zero-padded, as
+    # `generate` and ComfyUI encode a user's input (the audio encoder looks ~60-80 ms ahead, so these
+    # differ from the whole clip's near the cut); everything after it made at one drawn level.
+    cut_probability: float = 0.0
     # "elements": the mean over every noised latent element; "modality": each sample's video and
     # audio errors are averaged separately, then together, so every sample and modality weighs the same
     loss_weighting: str = "elements"

@@ -426,6 +426,25 @@ def given_seconds(task: str, layout) -> list[tuple[float, float]]:
     return out
 
 
+def encoded_clips(pipe, task: str, video: torch.Tensor, audio: torch.Tensor, layout) -> tuple[torch.Tensor, torch.Tensor]:
+    """The latents `task` is scored on: the clips (B, F, H, W, 3) and (B, C, S) encoded as a user's
+    input for it is. When the task's given part ends before the clip does, with nothing given after
+    it (continue), each clip is cut where its given part ends and encoded by `AVDiTPipeline.encode`,
+    as `generate` and ComfyUI encode an input that ends there (the audio zero-padded, the last frame
+    held): the audio encoder looks ~60-80 ms ahead, so the whole clip's latents there would carry the
+    real continuation. Otherwise (a2v and v2a give a whole modality; inpaint gives the clip's end,
+    so its input goes on) the whole clips."""
+    spans = given_seconds(task, layout) if task in SPAN_TASKS else []
+    with torch.no_grad():
+        if not spans or spans[-1][1] >= layout.duration - 1e-6:
+            return pipe.video_codec.encode(video.to(pipe.codec_device)), pipe.audio_codec.encode(audio.to(pipe.codec_device))
+        end = spans[-1][1]
+        frames, samples = round(end * layout.fps), round(end * layout.sample_rate)
+        cut = [pipe.encode(v[:frames], layout.fps, a[:, :samples], layout.sample_rate, duration=layout.duration)
+               for v, a in zip(video, audio)]
+    return torch.cat([c.video for c in cut]), torch.cat([c.audio for c in cut])
+
+
 def run_task(pipe, task: str, video_latent, audio_latent, layout, args, guidance: float) -> tuple[np.ndarray, np.ndarray]:
     """Do `task` on a batch of encoded clips; -> decoded video (B, F, H, W, 3), audio (B, S) as numpy."""
     from avdit.pipeline import AVLatent
@@ -475,13 +494,11 @@ def evaluate(args) -> dict:
 
     first = AVDiTPipeline.load(models[strategies[0]], device=args.device)
     layout = __import__("avdit.layout", fromlist=["Layout"]).Layout.from_config(first.config)
-    with torch.no_grad():
-        video_latent = first.video_codec.encode(real_video.to(first.codec_device))
-        audio_latent = first.audio_codec.encode(real_audio.to(first.codec_device))
+    latents = {task: encoded_clips(first, task, real_video, real_audio, layout) for task in TASKS}
     from avdit.monl import NoiseLevelMask
     from avdit.pipeline import AVLatent
 
-    floor_v, floor_a, _, _ = first.decode(AVLatent(video_latent, audio_latent, layout, NoiseLevelMask(torch.zeros(1), torch.zeros(1))))
+    floor_v, floor_a, _, _ = first.decode(AVLatent(*latents["joint"], layout, NoiseLevelMask(torch.zeros(1), torch.zeros(1))))
     rows = {"real clips": _scores(real_video.numpy(), real_audio[:, 0].numpy(), reference, None, layout),
             "codec reconstruction": _scores(floor_v.clamp(0, 1).cpu().numpy(), floor_a[:, 0].cpu().numpy(), reference, None, layout)}
     shuffled = np.roll(np.arange(len(real_audio)), 1)
@@ -491,9 +508,7 @@ def evaluate(args) -> dict:
     if len(args.guidance) > 1:  # each model's scale is picked on the validation clips, never on the ones reported
         choice_seeds, _ = clip_seeds("validation", args.eval_clips, args.reference_clips)
         choice_video, choice_audio = toneshapes_batch(choice_seeds)
-        with torch.no_grad():
-            choosing = (first.video_codec.encode(choice_video.to(first.codec_device)),
-                        first.audio_codec.encode(choice_audio.to(first.codec_device)))
+        choosing = {task: encoded_clips(first, task, choice_video, choice_audio, layout) for task in TASKS}
     results, guidance, tried = {}, {}, {}
     for strategy in strategies:
         pipe = AVDiTPipeline.load(models[strategy], device=args.device, dtype=DTYPES[args.dtype])
@@ -501,21 +516,21 @@ def evaluate(args) -> dict:
         guidance[strategy] = args.guidance[0]
         if choosing is not None:
             for scale in args.guidance:
-                made = [run_task(pipe, task, *choosing, layout, args, scale) for task in tasks]
+                made = [run_task(pipe, task, *choosing[task], layout, args, scale) for task in tasks]
                 tried.setdefault(strategy, {})[str(scale)] = float(np.mean([
                     _scores(video, audio, None, task, layout)["agreement"] for task, (video, audio) in zip(tasks, made)]))
             guidance[strategy] = max(args.guidance, key=lambda scale: tried[strategy][str(scale)])
             print(f"eval: {strategy:>22} guidance {guidance[strategy]:g} (validation agreement {tried[strategy]})", file=sys.stderr)
         for task in tasks:
             t0 = time.time()
-            video, audio = run_task(pipe, task, video_latent, audio_latent, layout, args, guidance[strategy])
+            video, audio = run_task(pipe, task, *latents[task], layout, args, guidance[strategy])
             results.setdefault(strategy, {})[task] = _scores(video, audio, reference, task, layout)
             shown = {k: round(v, 3) for k, v in results[strategy][task].items() if not k.endswith("counts")}
             print(f"eval: {strategy:>22} {task:>8}  {shown}  {time.time() - t0:.0f} s", file=sys.stderr)
     return {"results": results, "references": rows, "train_seconds": round(train_seconds, 1),
             "seconds": round(time.time() - started + train_seconds - trained_here, 1), "settings": {k: v for k, v in vars(args).items()},
             "tasks": list(TASKS), "strategies": strategies, "guidance": guidance, "guidance_tried": tried,
-            "given_seconds": {task: given_seconds(task, layout) for task in SPAN_TASKS}}
+            "given_seconds": {task: given_seconds(task, layout) for task in SPAN_TASKS}, "continue_input": "cut"}
 
 
 def _scores(video: np.ndarray, audio: np.ndarray, reference: np.ndarray, task: str | None, layout) -> dict:
@@ -663,7 +678,9 @@ def _given_text(data: dict) -> str:
 
     def said(task):
         return " and ".join(f"{a:g}..{b:g} s" for a, b in spans.get(task, []))
-    return (f"Continue gives {said('continue')}; inpaint gives {said('inpaint')}; " if spans else "") + \
+    cut = " of an input cut there (encoded as `generate` encodes it)" if data.get("continue_input") == "cut" else \
+        " of the whole clip (encoded whole)"
+    return (f"Continue gives {said('continue')}{cut}; inpaint gives {said('inpaint')}; " if spans else "") + \
         "a2v gives the audio, v2a the video, joint nothing."
 
 

@@ -18,6 +18,8 @@ def monl_loss(
     layout: Layout,
     generator: torch.Generator | None = None,
     level_generator: torch.Generator | None = None,
+    waveform: torch.Tensor | None = None,
+    audio_codec=None,
 ) -> torch.Tensor:
     """Mean squared error of the schedule's target over every noised latent element.
 
@@ -29,10 +31,20 @@ def monl_loss(
     modality weighs the same. video (B, Cv, Tv, h, w), audio (B, Ca, Ta) are clean, normalised latents.
     The level matrices are drawn on the CPU from `level_generator` (default: `generator`, which must then
     be a CPU generator); the noise comes from `generator` on the latents' device.
+    With `monl.cut_probability`, a sample may instead be a continuation from a cut (`cut_draws`): its
+    clean audio before the cut is re-encoded by `audio_codec` from `waveform` (B, C, S), the batch's
+    clips, cut there.
     """
     b = video.shape[0]
-    levels, _ = draw_levels(b, layout.num_segments, monl, generator if level_generator is None else level_generator)
-    video_levels, audio_levels = per_frame_levels(levels.to(video.device), layout)  # (B, Tv), (B, Ta)
+    level_generator = generator if level_generator is None else level_generator
+    levels, _ = draw_levels(b, layout.num_segments, monl, level_generator)
+    video_levels, audio_levels = per_frame_levels(levels, layout)  # (B, Tv), (B, Ta)
+    if monl.cut_probability > 0:
+        if waveform is None or audio_codec is None:
+            raise ValueError("MoNL cut draws (cut_probability > 0) need the batch's waveforms and the audio codec")
+        video_levels, audio_levels, audio = cut_draws(monl, layout, video_levels, audio_levels, audio, waveform,
+                                                      audio_codec, level_generator)
+    video_levels, audio_levels = video_levels.to(video.device), audio_levels.to(video.device)
     tv = video_levels[:, None, :, None, None]  # broadcast over channels and space
     ta = audio_levels[:, None, :]
     noise_v = torch.randn(video.shape, generator=generator, device=video.device)
@@ -53,6 +65,45 @@ def monl_loss(
     noised = counts > 0
     per_sample = (sums / counts.clamp(min=1)).sum(1) / noised.sum(1).clamp(min=1)
     return per_sample.sum() / noised.any(1).sum().clamp(min=1)
+
+
+def cut_draws(monl, layout: Layout, video_levels: torch.Tensor, audio_levels: torch.Tensor, audio: torch.Tensor,
+              waveform: torch.Tensor, audio_codec, generator: torch.Generator | None):
+    """Make a `monl.cut_probability` share of the batch continuations of inputs that end at a cut.
+
+    For each such sample a cut is drawn at one of the clip's inner video-frame boundaries (uniformly),
+    the latent frames wholly before it (`Layout.covered`) are given (level 0) in both modalities and the
+    rest made at one level from `monl.level_sampling`; its given audio latents are encoded from its
+    waveform cut there and zero-padded, as `AVDiTPipeline.encode` encodes an input that ends (the
+    audio encoder looks ahead, so near the cut they differ from the whole clip's). The video latents
+    are kept: they do not look ahead (a causal codec; measured: cutting only the video left the
+    continuations as they were). Draws come from `generator` (CPU). Returns the per-frame levels
+    (B, Tv), (B, Ta) and the audio latents to feed, with the cut samples' given frames replaced.
+    """
+    from avdit.monl import _levels
+
+    b = video_levels.shape[0]
+    cut = torch.rand(b, generator=generator) < monl.cut_probability
+    frame = torch.randint(1, layout.num_frames, (b,), generator=generator)  # the input's last frame is frame - 1
+    level = _levels((b, 1), monl.level_sampling, generator)
+    if not bool(cut.any()):
+        return video_levels, audio_levels, audio
+    index = torch.nonzero(cut).flatten()
+    seconds = [int(f) / layout.fps for f in frame[index]]
+    given_v = torch.stack([layout.covered([(0.0, t)], "video") for t in seconds])  # (K, Tv)
+    given_a = torch.stack([layout.covered([(0.0, t)], "audio") for t in seconds])  # (K, Ta)
+    video_levels, audio_levels = video_levels.clone(), audio_levels.clone()
+    video_levels[index] = torch.where(given_v, 0.0, level[index])
+    audio_levels[index] = torch.where(given_a, 0.0, level[index])
+    clips = waveform[index.to(waveform.device)]
+    samples = torch.tensor([round(t * layout.sample_rate) for t in seconds], device=clips.device)
+    clips = clips * (torch.arange(clips.shape[-1], device=clips.device) < samples[:, None, None])
+    with torch.no_grad(), torch.autocast(clips.device.type, enabled=False):
+        encoded = audio_codec.encode(clips.float()).to(audio)
+    audio = audio.clone()
+    rows = index.to(audio.device)
+    audio[rows] = torch.where(given_a.to(audio.device)[:, None, :], encoded, audio[rows])
+    return video_levels, audio_levels, audio
 
 
 @torch.no_grad()
@@ -85,9 +136,10 @@ from avdit.monl import STRATEGIES  # noqa: E402
 
 # What a fresh run uses for the options that --resume takes from its checkpoint instead.
 FRESH_DEFAULTS = {"preset": "demo", "strategy": "monl", "clean_probability": 0.25, "schedule": "flow:velocity",
-                  "task_probability": 0.0, "level_sampling": "uniform", "loss_weighting": "elements"}
+                  "task_probability": 0.0, "level_sampling": "uniform", "loss_weighting": "elements",
+                  "cut_probability": 0.0}
 # the training-recipe options that go into MonlConfig (a --resume carries the checkpoint's on)
-RECIPE = ("task_probability", "level_sampling", "loss_weighting")
+RECIPE = ("task_probability", "level_sampling", "loss_weighting", "cut_probability")
 STRATEGY_CHOICES = ("monl",) + STRATEGIES + tuple(f"task:{t}" for t in ("joint", "a2v", "v2a", "continue", "inpaint", "interpolate"))
 
 
@@ -112,8 +164,9 @@ def mixture_weights(text: str) -> dict:
 
 def monl_for_strategy(strategy: str, clean_probability: float, weights: dict | None = None, **recipe) -> MonlConfig:
     """The MonlConfig of a --strategy name: the mixture (uniform unless `weights`), one strategy alone, or one task.
-    `recipe`: MonlConfig's task_probability, level_sampling and loss_weighting (a task-specific model
-    always trains on its own task, so task_probability does not apply to it)."""
+    `recipe`: MonlConfig's task_probability, level_sampling, loss_weighting and cut_probability (a
+    task-specific model always trains on its own task, so task_probability does not apply to it, and
+    cut draws, which would give it other tasks, are refused)."""
     if weights is not None and strategy != "monl":
         raise ValueError(f"--monl-weights is for --strategy monl, not --strategy {strategy}")
     if strategy == "monl":
@@ -122,6 +175,9 @@ def monl_for_strategy(strategy: str, clean_probability: float, weights: dict | N
         return MonlConfig(weights={strategy: 1.0}, clean_probability=clean_probability, **recipe)
     if strategy.startswith("task:"):
         recipe.pop("task_probability", None)
+        if recipe.get("cut_probability", 0.0) > 0:
+            raise ValueError(f"--cut-probability is for the mixture and the single strategies; --strategy {strategy} "
+                             "trains its own task only")
         return MonlConfig(task=strategy.split(":", 1)[1], **recipe)
     raise ValueError(f"strategy is {strategy!r}; expected one of {STRATEGY_CHOICES}")
 
@@ -148,6 +204,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--loss-weighting", default=None, choices=["elements", "modality"],
                         help="elements: every noised latent element weighs the same; modality: each sample's video and audio "
                              f"errors are averaged separately, then together (default: {FRESH_DEFAULTS['loss_weighting']})")
+    parser.add_argument("--cut-probability", type=float, default=None,
+                        help="chance a sample continues an input cut at a random frame: both modalities given before the "
+                             "cut, their audio latents encoded from the cut clip as generate and ComfyUI encode a user's "
+                             "input; teaches continuations to start cleanly where an input ends "
+                             f"(default: {FRESH_DEFAULTS['cut_probability']})")
     parser.add_argument("--time-scale", type=float, default=None,
                         help="positions in seconds are multiplied by this before the sinusoid (default: the preset's, 8)")
     parser.add_argument("--schedule", default=None, help=f"schedule:target, e.g. flow:velocity, cosine:eps, cosine:v (default: {FRESH_DEFAULTS['schedule']})")
@@ -162,6 +223,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--resume", default=None, help="continue exactly where this checkpoint stopped (EMA, step count, and the raw weights, optimizer state and "
                         "random-number generators in its .resume.safetensors sibling); "
                         "its preset, schedule, strategy and mixture carry on, and options that would change them are refused")
+    parser.add_argument("--fine-tune", default=None, metavar="CHECKPOINT",
+                        help="start from this checkpoint's denoiser (its saved EMA weights, its model and layout) with a fresh "
+                             "optimizer and step count and the recipe given here; its codecs' latents must be --codecs'")
     parser.add_argument("--save-dtype", default="float32", choices=["float32", "bfloat16"], help="dtype of the saved (EMA) denoiser weights; bfloat16 halves the file (the resume state stays float32)")
     parser.add_argument("--save-every", type=int, default=1000)
     parser.add_argument("--log", default=None, help="JSONL log file (default: OUTPUT with .jsonl)")
@@ -184,13 +248,16 @@ def _distributed():
     return dist.get_rank(), dist.get_world_size(), device
 
 
-def encode_dataset(config: AVDiTConfig, codecs: tuple, data: str, clips: int, device, cache: str | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Latents of the training clips, (N, Cv, Tv, h, w) and (N, Ca, Ta), cached in `cache` if given."""
+def encode_dataset(config: AVDiTConfig, codecs: tuple, data: str, clips: int, device, cache: str | None,
+                   waveforms: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Latents of the training clips, (N, Cv, Tv, h, w) and (N, Ca, Ta), and with `waveforms` their
+    audio (N, C, S) (else None), cached in `cache` if given (a cache without waveforms is made again
+    when they are asked for)."""
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
     if not cache:
-        return _encode_clips(config, codecs, data, clips, device)
+        return _encode_clips(config, codecs, data, clips, device, waveforms=waveforms)
     # what the latents depend on: a cache made from other data or other codecs is re-encoded, never reused
     digest = hashlib.sha256(f"{data}|{clips}|{config.layout}".encode())
     for codec in codecs:
@@ -201,15 +268,20 @@ def encode_dataset(config: AVDiTConfig, codecs: tuple, data: str, clips: int, de
         if Path(cache).is_file():
             with safe_open(cache, "pt") as handle:
                 cached_key = (handle.metadata() or {}).get("key")
-            if cached_key == key:
+                has_waveforms = "waveform" in handle.keys()
+            if cached_key == key and (has_waveforms or not waveforms):
                 cached = load_file(cache)
-                return cached["video"], cached["audio"]
-            print(f"latent cache {cache} was made from other data or codecs: encoding again", file=sys.stderr)
-        video, audio = _encode_clips(config, codecs, data, clips, device)
+                return cached["video"], cached["audio"], cached.get("waveform") if waveforms else None
+            why = "was made from other data or codecs" if cached_key != key else "holds no waveforms (cut draws need them)"
+            print(f"latent cache {cache} {why}: encoding again", file=sys.stderr)
+        video, audio, waveform = _encode_clips(config, codecs, data, clips, device, waveforms=waveforms)
         tmp = f"{cache}.{os.getpid()}.tmp"
-        save_file({"video": video.contiguous(), "audio": audio.contiguous()}, tmp, metadata={"key": key})
+        tensors = {"video": video.contiguous(), "audio": audio.contiguous()}
+        if waveform is not None:
+            tensors["waveform"] = waveform.contiguous()
+        save_file(tensors, tmp, metadata={"key": key})
         os.replace(tmp, cache)
-    return video, audio
+    return video, audio, waveform
 
 
 @contextlib.contextmanager
@@ -229,15 +301,15 @@ def _cache_lock(cache: str):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _encode_clips(config: AVDiTConfig, codecs: tuple, data: str, clips: int, device,
-                  workers: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _encode_clips(config: AVDiTConfig, codecs: tuple, data: str, clips: int, device, workers: int | None = None,
+                  waveforms: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """`encode_dataset` without the cache. ToneShapes clips are made by `workers` threads (default:
     `generation_workers`), the same clips in the same order whatever their number."""
     from avdit import data as data_module
 
     video_codec, audio_codec = codecs
     lay = config.layout
-    videos, audios = [], []
+    videos, audios, kept = [], [], []
     if data == "toneshapes":  # in ToneShapes' own 64 x 64, 8 fps, 16 kHz, or conformed to the layout
         source = _toneshapes_clips(lay, config.audio_codec.channels, clips, workers)
     else:
@@ -253,6 +325,8 @@ def _encode_clips(config: AVDiTConfig, codecs: tuple, data: str, clips: int, dev
         with torch.no_grad():
             videos.append(video_codec.encode(torch.stack(batch_v).to(device)).cpu())
             audios.append(audio_codec.encode(torch.stack(batch_a).to(device)).cpu())
+        if waveforms:
+            kept.append(torch.stack(batch_a))
         batch_v.clear(), batch_a.clear()
 
     for v, a in source:
@@ -263,7 +337,7 @@ def _encode_clips(config: AVDiTConfig, codecs: tuple, data: str, clips: int, dev
         flush()
     if not videos:
         raise ValueError(f"--data {data}: none of its clips decode (skipped: {folder.skipped[:3]})")
-    return torch.cat(videos), torch.cat(audios)
+    return torch.cat(videos), torch.cat(audios), torch.cat(kept) if waveforms else None
 
 
 def generation_workers(clips: int) -> int:
@@ -311,7 +385,13 @@ def run(args) -> int:
     from avdit.model import AVDiT
     from avdit.pipeline import load_codec_config_and_tensors
 
-    start_step, resume_tensors = 0, None
+    start_step, resume_tensors, tuned = 0, None, None
+    if args.resume and args.fine_tune:
+        raise SystemExit("train: --resume carries a training on; --fine-tune starts a new one from a checkpoint's weights: give one of them")
+    if args.fine_tune:  # a new training from a checkpoint's model and weights
+        if args.preset is not None or args.time_scale is not None:
+            raise SystemExit(f"train: --fine-tune {args.fine_tune} keeps its checkpoint's model; leave --preset and --time-scale out")
+        tuned = load_checkpoint(args.fine_tune)
     if args.resume:  # what the checkpoint was trained as carries on; asking for something else is refused
         config, resume_tensors = load_checkpoint(args.resume)
         strategy = config.training.get("strategy") or _strategy_of(config.monl)
@@ -326,6 +406,8 @@ def run(args) -> int:
         for name, value in FRESH_DEFAULTS.items():
             if getattr(args, name) is None:
                 setattr(args, name, value)
+        if tuned:
+            args.preset = tuned[0].training.get("preset")  # the model is the checkpoint's
         try:  # refuse a bad --strategy / --monl-weights pair before any work
             monl = monl_for_strategy(args.strategy, args.clean_probability, args.monl_weights,
                                      **{k: getattr(args, k) for k in RECIPE})
@@ -335,6 +417,8 @@ def run(args) -> int:
     # sample rate, so asking for others is refused; the window is the denoiser's own (weight-free codecs: all free).
     if args.resume:
         source, base, fixed = f"--resume {args.resume}", config, tuple(LAYOUT_OPTIONS)
+    elif tuned:
+        source, base, fixed = f"--fine-tune {args.fine_tune}", tuned[0], tuple(LAYOUT_OPTIONS)
     else:
         from avdit.checkpoint import read_config
         from avdit.codecs import codecs_path
@@ -344,7 +428,7 @@ def run(args) -> int:
         base = AVDiTConfig() if analytic else read_config(codecs_path(args.codecs))
         fixed = () if analytic else ("size", "fps", "sample_rate")
     layout, differ = with_layout_options(base.layout, {name: getattr(args, name) for name in LAYOUT_OPTIONS}, fixed)
-    problem = grid_problem(dataclasses.replace(base, layout=layout, model=base.model if args.resume else _model_config(args)))
+    problem = grid_problem(dataclasses.replace(base, layout=layout, model=base.model if args.resume or tuned else _model_config(args)))
     if differ:
         print(f"train: {'; '.join(differ)}: {source} fixes {'this' if len(differ) == 1 else 'these'} (its codecs were "
               "trained at its layout); leave the option out, or train codecs at this layout first (python -m avdit "
@@ -357,15 +441,28 @@ def run(args) -> int:
     device = dist_device or torch.device(args.device)
     torch.manual_seed(args.seed + rank)
     codec_config, codec_tensors, codecs = load_codec_config_and_tensors(args.codecs)
+    if tuned:
+        from avdit.pipeline import latent_mismatch
+
+        mismatch = latent_mismatch(tuned[0], tuned[1], dataclasses.replace(codec_config, layout=tuned[0].layout), codec_tensors)
+        if mismatch or codec_config.layout != dataclasses.replace(tuned[0].layout, window_frames=codec_config.layout.window_frames):
+            raise SystemExit(f"train: --fine-tune {args.fine_tune} was trained on other latents than --codecs "
+                             f"{args.codecs or 'toneshapes'} give ({mismatch or 'another layout'}); give the codecs it was trained with")
     if not args.resume:
         kind, _, target = args.schedule.partition(":")
         config = dataclasses.replace(
-            codec_config, model=_model_config(args), layout=layout,
+            codec_config, model=tuned[0].model if tuned else _model_config(args), layout=layout,
             schedule=dataclasses.replace(codec_config.schedule, kind=kind, target=target or codec_config.schedule.target),
             monl=monl,
         )
     Schedule(config.schedule)  # refuse a bad --schedule before any work
     model = AVDiT(config).to(device)
+    if tuned:
+        load_state(model, tuned[1], "denoiser.", args.fine_tune)
+        before = tuned[0].training  # the whole line of trainings behind the weights, newest first
+        config = dataclasses.replace(config, training={"fine_tuned_from": {
+            "checkpoint": Path(args.fine_tune).name, **{k: before.get(k) for k in ("steps", "seconds", "strategy", "device")},
+            **({"fine_tuned_from": before["fine_tuned_from"]} if "fine_tuned_from" in before else {})}})
     ema = copy.deepcopy(model).requires_grad_(False)
     resume_state = {}
     if resume_tensors is not None:
@@ -379,7 +476,9 @@ def run(args) -> int:
                   "and data order", file=sys.stderr)
             load_state(model, resume_tensors, "denoiser.", args.resume)
     try:
-        video, audio = encode_dataset(config, [c.to(device) for c in codecs], args.data, args.clips, device, args.cache)
+        cuts = config.monl.cut_probability > 0  # cut draws encode the clips' waveforms afresh
+        video, audio, waveform = encode_dataset(config, [c.to(device) for c in codecs], args.data, args.clips, device,
+                                                args.cache, waveforms=cuts)
     except ValueError as exc:  # a folder without usable clips
         raise SystemExit(f"train: --data {args.data}: {exc}") from None
     layout = Layout.from_config(config)
@@ -427,7 +526,7 @@ def run(args) -> int:
         pick = torch.randint(0, video.shape[0], (args.batch,), generator=index_gen)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             loss = monl_loss(net, schedule, config.monl, video[pick].to(device), audio[pick].to(device), layout, generator,
-                             level_gen)
+                             level_gen, waveform[pick].to(device) if cuts else None, codecs[1] if cuts else None)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -59,6 +59,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=4.125, help="seconds of output")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--guidance", type=float, default=3.0)
+    parser.add_argument("--device", default="cpu", help="where the model runs (cpu, cuda, ...)")
     parser.add_argument("--json", default=None, help="write the numbers here too")
     args = parser.parse_args(argv)
     if args.clips < 1 or args.seeds < 1 or args.steps < 1 or not 0 < args.given < args.seconds:
@@ -69,7 +70,7 @@ def main(argv=None) -> int:
     from avdit.evaluate import clip_seeds
     from avdit.pipeline import AVDiTPipeline
 
-    pipe = AVDiTPipeline.load(args.checkpoint)
+    pipe = AVDiTPipeline.load(args.checkpoint, device=args.device)
     lay = pipe.config.layout
     total_frames = round(args.seconds * lay.fps)
     given_frames = round(args.given * lay.fps)
@@ -78,12 +79,12 @@ def main(argv=None) -> int:
     spans = {"video": [(0.0, args.given)], "audio": [(0.0, args.given)]}
     counts = {"input goes on": [], "input cut at the given part": []}
     started = time.time()
-    for clip_seed in seeds:
+    for index, clip_seed in enumerate(seeds):
         clip = data.generate_clip(int(clip_seed), frames=total_frames)
         frames, wave = torch.from_numpy(clip.video), torch.from_numpy(clip.audio)[None]
         for way, (f_in, a_in) in (("input goes on", (frames, wave)),
                                   ("input cut at the given part", (frames[:given_frames], wave[:, :given_samples]))):
-            for seed in range(args.seeds):
+            for seed in range(index * args.seeds, (index + 1) * args.seeds):  # every continuation its own noise (both ways the same)
                 out_f, out_a = pipe.generate(f_in, lay.fps, a_in, lay.sample_rate, spans, args.seconds, steps=args.steps,
                                              seed=seed, video_guidance=args.guidance, audio_guidance=args.guidance)
                 counts[way].append(boundary_counts(out_f[None].clamp(0, 1).numpy(), out_a[:1].numpy(), given_frames))

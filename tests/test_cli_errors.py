@@ -238,6 +238,15 @@ TRAIN = [
     (["--ema", "1"], "--ema is 1; expected a finite number >= 0 and < 1"),
     (["--clean-probability", "2"], "--clean-probability is 2; expected a finite number >= 0 and <= 1"),
     (["--task-probability", "-0.1"], "--task-probability is -0.1; expected a finite number >= 0 and <= 1"),
+    (["--cut-probability", "1.5"], "--cut-probability is 1.5; expected a finite number >= 0 and <= 1"),
+    (["--strategy", "task:continue", "--cut-probability", "0.5"], "train: --cut-probability is for the mixture and the "
+                                                                   "single strategies; --strategy task:continue trains its own task only"),
+    (["--fine-tune", "{missing}"], "--fine-tune is '{missing}', which does not exist"),
+    (["--fine-tune", "{demo}", "--resume", "{demo}"], "train: --resume carries a training on; --fine-tune starts a new one"),
+    (["--fine-tune", "{demo}", "--preset", "tiny"], "train: --fine-tune {demo} keeps its checkpoint's model; leave --preset "
+                                                    "and --time-scale out"),
+    (["--fine-tune", "{demo}", "--codecs", "analytic"], "train: --fine-tune {demo} was trained on other latents than --codecs "
+                                                        "analytic give (the video codec has other settings)"),
     (["--time-scale", "0"], "--time-scale is 0; expected a finite number > 0"),
     (["--level-sampling", "beta"], "--level-sampling: invalid choice: 'beta'; expected one of 'uniform', 'logit_normal'"),
     (["--seed", "-1"], "--seed is -1; expected a whole number from 0 to 4294967295"),
@@ -350,7 +359,8 @@ CASES = ([("train", a, e) for a, e in TRAIN] + [("train-codec", a, e) for a, e i
 
 @pytest.mark.parametrize("command, args, expected", CASES, ids=[f"{c} {' '.join(a)}" for c, a, _ in CASES])
 def test_training_commands_refuse(capsys, tmp_path, files, command, args, expected):
-    names = {**files, "missing": tmp_path / "missing.safetensors", "codecs": SHIPPED_CODECS, "folder": tmp_path}
+    names = {**files, "missing": tmp_path / "missing.safetensors", "codecs": SHIPPED_CODECS, "folder": tmp_path,
+             "demo": DEMO_MODEL}
     args = [a.format(**names) for a in args]
     out = tmp_path / "out"
     # every output these commands could write goes into out/, which must stay empty

@@ -214,3 +214,85 @@ def test_continue_from_end_counts_a_disc_that_vanishes_where_the_given_part_ends
     assert counts[:, 6].tolist() == [1] * len(shown)
     assert bench.summary(counts)["gap_at_boundary"] == 1.0
     assert bench.summary(counts)["no_jump"] == 0.0  # nothing left to count across the boundary scores 0, as in eval
+
+
+# --- cut draws: continuations of an input that ends, encoded as users give it ---------------------
+def test_cut_draws_give_the_denoiser_what_generate_gives_it_for_an_input_that_ends():
+    """A cut draw is a continuation of the clip cut at a video frame: both modalities given before the
+    cut (the latent frames wholly before it), the rest made at one level, and the given audio latents
+    exactly those `AVDiTPipeline.encode` makes from the cut clip (zero-padded), which near the cut
+    differ from the whole clip's (the audio encoder looks ahead)."""
+    import dataclasses
+
+    from avdit.model import AVDiT
+    from avdit.pipeline import AVDiTPipeline, load_codec_config_and_tensors
+    from tests.test_invariants import Recorder
+
+    codec_config, _, (video_codec, audio_codec) = load_codec_config_and_tensors(None)  # the shipped ToneShapes codecs
+    config = dataclasses.replace(codec_config, model=tiny_config().model)
+    pipe = AVDiTPipeline(config, AVDiT(config), video_codec, audio_codec)
+    layout = Layout.from_config(config)
+    frames, waveform = toneshapes_batch([HELD_OUT_SEED + i for i in range(6)], layout.num_frames, config.layout, 1)
+    frames, waveform = frames.float(), waveform.float()
+    with torch.no_grad():
+        video, audio = video_codec.encode(frames), audio_codec.encode(waveform)
+    model = Recorder()
+    monl = MonlConfig(cut_probability=1.0, level_sampling="logit_normal")
+    monl_loss(model, Schedule(config.schedule), monl, video, audio, layout, torch.Generator().manual_seed(0),
+              torch.Generator().manual_seed(1), waveform, audio_codec)
+    fed_v, fed_a, levels_v, levels_a = model.calls[0]
+    cuts, moved = set(), []
+    for i in range(len(frames)):
+        given_v, given_a = levels_v[i] == 0, levels_a[i] == 0
+        cut = [f for f in range(1, layout.num_frames) if torch.equal(given_v, layout.covered([(0.0, f / layout.fps)], "video"))
+               and torch.equal(given_a, layout.covered([(0.0, f / layout.fps)], "audio"))]
+        assert len(cut) == 1, f"sample {i}: its given frames are no cut's"
+        cuts.add(cut[0])
+        made = torch.cat([levels_v[i][~given_v], levels_a[i][~given_a]])
+        assert bool((made > 0).all()) and bool((made == made[0]).all())  # one level for everything made
+        seconds = cut[0] / layout.fps
+        users = pipe.encode(frames[i, : cut[0]], layout.fps, waveform[i, :, : round(seconds * layout.sample_rate)], layout.sample_rate,
+                            duration=layout.duration)
+        torch.testing.assert_close(fed_a[i][:, given_a], users.audio[0][:, given_a], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(fed_v[i][:, given_v], video[i][:, given_v])  # the causal video latents are the whole clip's
+        moved.append(float((fed_a[i][:, given_a] - audio[i][:, given_a]).abs().max()))
+    assert len(cuts) > 1  # the cut is drawn per sample
+    assert max(moved) > 0.1, moved  # the given audio is not the whole clip's: the look-ahead heard silence
+
+
+def test_cut_draws_need_the_waveforms_and_change_nothing_when_off():
+    layout = Layout.from_config(tiny_config())
+    g = torch.Generator().manual_seed(7)
+    video, audio = torch.randn(4, 16, 5, 4, 4, generator=g), torch.randn(4, 16, 107, generator=g)
+    schedule = Schedule(ScheduleConfig())
+    with pytest.raises(ValueError, match="cut draws .* need the batch's waveforms and the audio codec"):
+        monl_loss(lambda *x: x[:2], schedule, MonlConfig(cut_probability=0.5), video, audio, layout, torch.Generator().manual_seed(0))
+    off = [monl_loss(lambda v, a, lv, la: (v * 0.5, a * 0.5), schedule, MonlConfig(), video, audio, layout,
+                     torch.Generator().manual_seed(0), None, *extra) for extra in ((), (torch.zeros(4, 1, 34000), None))]
+    assert torch.equal(off[0], off[1])
+
+
+def test_continue_is_scored_on_an_input_cut_where_its_given_part_ends():
+    """`avdit eval` scores continue on clips cut where the given part ends and encoded as `generate`
+    encodes them (so the audio latents near the cut do not hear the real continuation); the other
+    tasks on the whole clips."""
+    from avdit.evaluate import encoded_clips
+    from avdit.pipeline import AVDiTPipeline
+
+    pipe = AVDiTPipeline.load()  # the shipped demo model and its ToneShapes codecs
+    layout = Layout.from_config(pipe.config)
+    frames, waveform = toneshapes_batch([HELD_OUT_SEED + 1, HELD_OUT_SEED + 2], layout.num_frames)
+    with torch.no_grad():
+        whole = pipe.video_codec.encode(frames), pipe.audio_codec.encode(waveform)
+    for task in ("joint", "a2v", "v2a", "inpaint"):
+        got = encoded_clips(pipe, task, frames, waveform, layout)
+        assert torch.equal(got[0], whole[0]) and torch.equal(got[1], whole[1]), task
+    video, audio = encoded_clips(pipe, "continue", frames, waveform, layout)
+    assert given_seconds("continue", layout) == [(0.0, 1.125)]
+    for i in range(2):
+        users = pipe.encode(frames[i, :9], layout.fps, waveform[i, :, :18000], layout.sample_rate, duration=layout.duration)
+        assert torch.equal(video[i], users.video[0]) and torch.equal(audio[i], users.audio[0])
+    given = layout.covered([(0.0, 1.125)], "audio")
+    last = int(torch.nonzero(given).max())
+    assert float((audio[:, :, last] - whole[1][:, :, last]).abs().max()) > 0.1  # the look-ahead heard the cut
+    assert torch.equal(audio[:, :, : last - 8], whole[1][:, :, : last - 8])  # far from the cut: the same

@@ -97,7 +97,15 @@ def test_latent_cache_is_reused_only_for_the_same_data_and_codecs(tmp_path):
     assert cache.stat().st_mtime_ns == first  # same data and codecs: reused
     result = train(tmp_path, "--output", str(tmp_path / "c.safetensors"), "--steps", "1", "--clips", "8")
     assert "made from other data or codecs: encoding again" in result.stderr
-    assert load_file(cache)["video"].shape[0] == 8
+    assert load_file(cache)["video"].shape[0] == 8 and "waveform" not in load_file(cache)
+    # cut draws need the clips' waveforms: a cache without them is made again, with them, and then reused
+    result = train(tmp_path, "--output", str(tmp_path / "d.safetensors"), "--steps", "1", "--clips", "8", "--cut-probability", "0.5")
+    assert "holds no waveforms (cut draws need them): encoding again" in result.stderr
+    cached = load_file(cache)
+    assert cached["waveform"].shape == (8, 1, 34000) and cached["video"].shape[0] == 8
+    with_waveforms = cache.stat().st_mtime_ns
+    train(tmp_path, "--output", str(tmp_path / "e.safetensors"), "--steps", "1", "--clips", "8")  # without cut draws: reused as it is
+    assert cache.stat().st_mtime_ns == with_waveforms
 
 
 def test_trainings_started_together_encode_their_shared_latent_cache_once(tmp_path, monkeypatch):
@@ -267,6 +275,38 @@ def test_resume_keeps_the_mixture_and_refuses_options_that_would_change_it(tmp_p
         result = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True)
         assert result.returncode == 1 and said in result.stderr and f"--resume {out}" in result.stderr, result.stderr
         assert not (tmp_path / "bad.safetensors").exists()
+
+
+def test_fine_tune_starts_from_a_checkpoints_weights_with_a_recipe_of_its_own(tmp_path):
+    """--fine-tune: a new training (fresh optimizer and step count, the recipe given) from a checkpoint's
+    EMA weights, model and layout; where it came from is recorded."""
+    base = tmp_path / "base.safetensors"
+    train(tmp_path, "--output", str(base), "--steps", "3", "--lr", "0.01")
+    tuned = tmp_path / "tuned.safetensors"
+    cmd = [sys.executable, "-m", "avdit", "train", "--codecs", "analytic", "--clips", "16", "--batch", "2",
+           "--cache", str(tmp_path / "latents.safetensors"), "--output", str(tuned), "--fine-tune", str(base),
+           "--steps", "1", "--lr", "1e-12", "--cut-probability", "0.5", "--task-probability", "0.5"]
+    result = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    before, after = load_checkpoint(base), load_checkpoint(tuned)
+    assert after[0].model == before[0].model and after[0].layout == before[0].layout
+    assert (after[0].monl.cut_probability, after[0].monl.task_probability) == (0.5, 0.5)
+    assert after[0].training["steps"] == 1 and after[0].training["preset"] == "tiny"
+    assert after[0].training["fine_tuned_from"] == {"checkpoint": "base.safetensors", "steps": 3, "strategy": "monl",
+                                                   "seconds": before[0].training["seconds"], "device": "cpu"}
+    denoiser = [k for k in before[1] if k.startswith("denoiser.")]
+    assert denoiser and max(float((after[1][k] - before[1][k]).abs().max()) for k in denoiser) < 1e-6  # lr ~0: the base's weights
+    again = tmp_path / "again.safetensors"  # a fine-tune of a fine-tune records the whole line
+    result = subprocess.run([*cmd[:cmd.index("--output")], "--output", str(again), "--fine-tune", str(tuned), "--steps", "1"],
+                            cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = read_config(again).training["fine_tuned_from"]
+    assert line["checkpoint"] == "tuned.safetensors" and line["steps"] == 1
+    assert line["fine_tuned_from"] == after[0].training["fine_tuned_from"]
+    # and a training from scratch is nowhere near them
+    train(tmp_path, "--output", str(tmp_path / "fresh.safetensors"), "--steps", "1", "--lr", "1e-12", "--seed", "1")
+    fresh = load_checkpoint(tmp_path / "fresh.safetensors")
+    assert max(float((fresh[1][k] - before[1][k]).abs().max()) for k in denoiser) > 1e-3
 
 
 @pytest.mark.slow
