@@ -24,6 +24,7 @@ PNG plot (needs matplotlib: `pip install matplotlib`; without it the plot is ski
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -426,6 +427,18 @@ def given_seconds(task: str, layout) -> list[tuple[float, float]]:
     return out
 
 
+def encode_cut(pipe, video: torch.Tensor, audio: torch.Tensor, end: float, duration: float):
+    """Clips (B, F, H, W, 3) and (B, C, S) at the model's fps and sample rate, each cut at `end` seconds
+    and encoded by `AVDiTPipeline.encode` to `duration` seconds, as `generate` and ComfyUI encode an
+    input that ends there (the audio zero-padded, the last frame held) -> one AVLatent of the batch
+    (past `end` marked not available)."""
+    lay = pipe.config.layout
+    frames, samples = round(end * lay.fps), round(end * lay.sample_rate)
+    with torch.no_grad():
+        cut = [pipe.encode(v[:frames], lay.fps, a[:, :samples], lay.sample_rate, duration=duration) for v, a in zip(video, audio)]
+    return dataclasses.replace(cut[0], video=torch.cat([c.video for c in cut]), audio=torch.cat([c.audio for c in cut]))
+
+
 def encoded_clips(pipe, task: str, video: torch.Tensor, audio: torch.Tensor, layout) -> tuple[torch.Tensor, torch.Tensor]:
     """The latents `task` is scored on: the clips (B, F, H, W, 3) and (B, C, S) encoded as a user's
     input for it is. When the task's given part ends before the clip does, with nothing given after
@@ -435,14 +448,11 @@ def encoded_clips(pipe, task: str, video: torch.Tensor, audio: torch.Tensor, lay
     real continuation. Otherwise (a2v and v2a give a whole modality; inpaint gives the clip's end,
     so its input goes on) the whole clips."""
     spans = given_seconds(task, layout) if task in SPAN_TASKS else []
-    with torch.no_grad():
-        if not spans or spans[-1][1] >= layout.duration - 1e-6:
+    if not spans or spans[-1][1] >= layout.duration - 1e-6:
+        with torch.no_grad():
             return pipe.video_codec.encode(video.to(pipe.codec_device)), pipe.audio_codec.encode(audio.to(pipe.codec_device))
-        end = spans[-1][1]
-        frames, samples = round(end * layout.fps), round(end * layout.sample_rate)
-        cut = [pipe.encode(v[:frames], layout.fps, a[:, :samples], layout.sample_rate, duration=layout.duration)
-               for v, a in zip(video, audio)]
-    return torch.cat([c.video for c in cut]), torch.cat([c.audio for c in cut])
+    cut = encode_cut(pipe, video, audio, spans[-1][1], layout.duration)
+    return cut.video, cut.audio
 
 
 def run_task(pipe, task: str, video_latent, audio_latent, layout, args, guidance: float) -> tuple[np.ndarray, np.ndarray]:

@@ -89,9 +89,10 @@ def cut_draws(monl, layout: Layout, video_levels: torch.Tensor, audio_levels: to
     if not bool(cut.any()):
         return video_levels, audio_levels, audio
     index = torch.nonzero(cut).flatten()
+    # per cut frame f: the latent frames wholly before f / fps, (F, Tv) and (F, Ta), looked up per sample
+    given_v, given_a = (torch.stack([layout.covered([(0.0, f / layout.fps)], m) for f in range(layout.num_frames)])[frame[index]]
+                        for m in ("video", "audio"))
     seconds = [int(f) / layout.fps for f in frame[index]]
-    given_v = torch.stack([layout.covered([(0.0, t)], "video") for t in seconds])  # (K, Tv)
-    given_a = torch.stack([layout.covered([(0.0, t)], "audio") for t in seconds])  # (K, Ta)
     video_levels, audio_levels = video_levels.clone(), audio_levels.clone()
     video_levels[index] = torch.where(given_v, 0.0, level[index])
     audio_levels[index] = torch.where(given_a, 0.0, level[index])
@@ -254,7 +255,7 @@ def encode_dataset(config: AVDiTConfig, codecs: tuple, data: str, clips: int, de
     audio (N, C, S) (else None), cached in `cache` if given (a cache without waveforms is made again
     when they are asked for)."""
     from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     if not cache:
         return _encode_clips(config, codecs, data, clips, device, waveforms=waveforms)
@@ -269,9 +270,10 @@ def encode_dataset(config: AVDiTConfig, codecs: tuple, data: str, clips: int, de
             with safe_open(cache, "pt") as handle:
                 cached_key = (handle.metadata() or {}).get("key")
                 has_waveforms = "waveform" in handle.keys()
-            if cached_key == key and (has_waveforms or not waveforms):
-                cached = load_file(cache)
-                return cached["video"], cached["audio"], cached.get("waveform") if waveforms else None
+            if cached_key == key and (has_waveforms or not waveforms):  # read only what is asked for
+                with safe_open(cache, "pt") as handle:
+                    return (handle.get_tensor("video"), handle.get_tensor("audio"),
+                            handle.get_tensor("waveform") if waveforms else None)
             why = "was made from other data or codecs" if cached_key != key else "holds no waveforms (cut draws need them)"
             print(f"latent cache {cache} {why}: encoding again", file=sys.stderr)
         video, audio, waveform = _encode_clips(config, codecs, data, clips, device, waveforms=waveforms)
@@ -444,10 +446,12 @@ def run(args) -> int:
     if tuned:
         from avdit.pipeline import latent_mismatch
 
-        mismatch = latent_mismatch(tuned[0], tuned[1], dataclasses.replace(codec_config, layout=tuned[0].layout), codec_tensors)
-        if mismatch or codec_config.layout != dataclasses.replace(tuned[0].layout, window_frames=codec_config.layout.window_frames):
+        # the window is the denoiser's own; frame size, fps, sample rate and the codecs must be those it was trained on
+        window = dataclasses.replace(tuned[0].layout, window_frames=codec_config.layout.window_frames)
+        mismatch = latent_mismatch(dataclasses.replace(tuned[0], layout=window), tuned[1], codec_config, codec_tensors)
+        if mismatch:
             raise SystemExit(f"train: --fine-tune {args.fine_tune} was trained on other latents than --codecs "
-                             f"{args.codecs or 'toneshapes'} give ({mismatch or 'another layout'}); give the codecs it was trained with")
+                             f"{args.codecs or 'toneshapes'} give ({mismatch}); give the codecs it was trained with")
     if not args.resume:
         kind, _, target = args.schedule.partition(":")
         config = dataclasses.replace(

@@ -19,7 +19,6 @@ import sys
 import time
 
 import numpy as np
-import torch
 
 
 def continue_clips(pipe, seeds, seconds: float, given: float, steps: int, guidance: float, seed: int):
@@ -27,18 +26,16 @@ def continue_clips(pipe, seeds, seconds: float, given: float, steps: int, guidan
     import dataclasses
 
     from avdit.codecs.train import toneshapes_batch
+    from avdit.evaluate import encode_cut
     from avdit.monl import given_spans_mask
 
     lay = pipe.config.layout
     real_video, real_audio = toneshapes_batch(seeds, frames=lay.window_frames)
     # each clip cut where its given part ends and encoded as `generate` encodes an input (the audio
     # encoder looks ahead: the whole clip's latents there would hear the real continuation)
-    frames, samples = round(given * lay.fps), round(given * lay.sample_rate)
-    inputs = [pipe.encode(v[:frames], lay.fps, a[:, :samples], lay.sample_rate, duration=seconds)
-              for v, a in zip(real_video, real_audio)]
-    mask = given_spans_mask(inputs[0].layout, {"video": [(0.0, given)], "audio": [(0.0, given)]})
-    latent = dataclasses.replace(inputs[0], video=torch.cat([i.video for i in inputs]), audio=torch.cat([i.audio for i in inputs]),
-                                 mask=mask)
+    latent = encode_cut(pipe, real_video, real_audio, given, seconds)
+    mask = given_spans_mask(latent.layout, {"video": [(0.0, given)], "audio": [(0.0, given)]})
+    latent = dataclasses.replace(latent, mask=mask)
     out = pipe.sample(latent, steps=steps, seed=seed, video_guidance=guidance, audio_guidance=guidance, windowed=True)
     frames, waveform, _, _ = pipe.decode(out)
     return frames.clamp(0, 1).numpy(), waveform[:, 0].numpy()
