@@ -63,3 +63,31 @@ def test_the_general_codecs_keep_a_picture_and_a_voice_the_toneshapes_codecs_los
     distances = [log_mel_distance(voice, codec.decode(codec.encode(voice[None]))[0, :, : voice.shape[1]], 16000)
                  for codec in (audio, toneshapes_audio)]
     assert distances[0] <= 9.0 and distances[1] >= 15.0, distances  # measured: 8.3 (7.3 before the audio fine-tune) and 19.5 dB
+
+
+def test_the_capacity_bench_keeps_a_clip_exactly_when_its_blocks_fit_the_latent_and_loses_more_with_less():
+    """bench/codec_capacity.py: blocks of a clip built from 6 patterns are kept exactly by 6 components
+    (held-out clip, fit on another), and every component fewer loses PSNR; blocks come out in the
+    stride x stride x 4-frame grid the latent has."""
+    from tests.test_protocol import bench_module
+
+    capacity = bench_module("codec_capacity")
+    generator = torch.Generator().manual_seed(0)
+    patterns = torch.rand(6, 4 * 8 * 8 * 3, generator=generator)
+
+    def clip(seed):  # (T, H, W, 3): each 8 x 8 x 4-frame block a mix of the patterns
+        g = torch.Generator().manual_seed(seed)
+        mix = torch.rand(2 * 4 * 4, 6, generator=g) / 6
+        x = (mix @ patterns).reshape(2, 4, 4, 4, 3, 8, 8)  # groups, rows, cols, frames, colour, y, x
+        return x.permute(0, 3, 1, 5, 2, 6, 4).reshape(8, 32, 32, 3)
+
+    train, test = clip(1), clip(2)
+    b = capacity.blocks(test, 8)
+    assert b.shape == (2 * 4 * 4, 4 * 3 * 8 * 8)
+    assert torch.equal(b[0].reshape(4, 3, 8, 8), test[:4, :8, :8].permute(0, 3, 1, 2))  # frames 0-3, top-left corner
+    mean, directions = capacity.fit(capacity.blocks(train, 8))
+    psnr = [capacity.bound_psnr(b, mean, directions, k) for k in (3, 4, 5, 6)]
+    assert psnr[-1] > 80
+    assert psnr[0] < psnr[1] < psnr[2] < 60
+    with pytest.raises(ValueError, match="do not divide into 8 x 8"):
+        capacity.blocks(test[:, :30], 8)
