@@ -72,14 +72,39 @@ def test_fine_tuning_the_audio_codec_keeps_its_floor_and_can_give_it_a_neural_de
     assert config.training["codecs"]["audio"]["fine_tuned_from"]["base"] == str(base)
 
 
+def test_a_fine_tune_with_more_latent_channels_grows_the_latent_and_starts_from_the_same_reconstructions(base, tmp_path):
+    from avdit.codecs import load_codecs
+    from avdit.codecs.train import grow_video_codec
+
+    base_video = load_codecs(str(base))[0]
+    grown = grow_video_codec(base_video, 12)
+    frames = torch.rand(2, 5, 32, 48, 3, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        raw = grown._encode_raw(frames)
+        assert raw.shape[1] == 12 and torch.equal(raw[:, :8], base_video._encode_raw(frames))
+        assert raw[:, 8:].abs().amax() > 0  # the new channels carry something for training to find
+        assert torch.equal(grown._decode_raw(raw), base_video._decode_raw(base_video._encode_raw(frames)))
+    with pytest.raises(ValueError, match="latent_channels is 4; a grown codec keeps its 8 channels or more"):
+        grow_video_codec(base_video, 4)
+
+    out = tmp_path / "grown.safetensors"
+    avdit("train-codec", "--which", "video", "--fine-tune", "--base", base, "--video-latent-channels", "12", *FEW_STEPS,
+          "--output", out)
+    config, tensors = load_checkpoint(out)
+    assert config.video_codec.latent_channels == 12 and tensors["video_codec.dec_in.weight"].shape[1] == 12
+    assert config.training["codecs"]["video"]["latent_channels_grown_from"] == 8
+    assert load_codecs(str(out))[0].encode(frames).shape[1] == 12
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--which", "both"], "--fine-tune trains one codec of --base on from its weights; give --which video or --which "
                           "audio, not both"),
     (["--which", "vocoder"], "--fine-tune trains one codec of --base on from its weights; give --which video or --which "
                              "audio, not vocoder (--which vocoder trains on --base's audio codec already)"),
-    (["--which", "video", "--video-latent-channels", "16"],
-     "--fine-tune trains the video codec of --base BASE on, whose shape these options would change: "
-     "--video-latent-channels 16 (it has 8); leave them out, or train a new codec (without --fine-tune)"),
+    (["--which", "video", "--video-latent-channels", "4"],
+     "--fine-tune trains the video codec of --base BASE on: --video-latent-channels 4 is fewer than its 8; give 8 or "
+     "more (more grow its latent: the new channels start unused, so training starts from its reconstructions), or "
+     "train a new codec (without --fine-tune)"),
     (["--which", "audio", "--audio-floor", "0.001"],
      "--fine-tune trains the audio codec of --base BASE on, whose shape these options would change: "
      "--audio-floor 0.001 (it has 0.01); leave them out, or train a new codec (without --fine-tune)"),

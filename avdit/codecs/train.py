@@ -15,7 +15,9 @@ trained. With `--audio-decoder neural` a phase network (`PhaseVocoder`) is train
 audio codec, which stays frozen, on the waveform (`waveform_loss`, STFTs at three resolutions);
 `--which vocoder` adds one to --base's audio codec and leaves every other weight as it was.
 `--fine-tune` trains --base's video or audio codec on from its weights (its layout, stride, channels
-and options kept) instead of from scratch: the shipped general codecs, say, on your own footage.
+and options kept) instead of from scratch: the shipped general codecs, say, on your own footage. A larger
+`--video-latent-channels` grows the video codec's latent (`grow_video_codec`): it starts decoding what
+--base decodes, and training puts the new channels to use.
 AdamW with warm-up and cosine decay over the step or compute budget, whichever ends first; on the CPU the budget counts CPU time over threads, so a busy machine makes training take
 longer rather than train less; on CUDA it is wall time, and steps run under bf16 autocast. Under
 torchrun every process trains on its own clips and gradients are averaged (DDP). At the end the
@@ -387,6 +389,29 @@ def _round_weights(codec: torch.nn.Module, dtype: torch.dtype) -> None:
             p.copy_(p.to(dtype))
 
 
+def grow_video_codec(start: VideoCodec, latent_channels: int | None = None) -> VideoCodec:
+    """A copy of the learned video codec `start` with `latent_channels` (>= its own; None: its own). The
+    new channels' encoder rows start small and random and their decoder columns at zero, so the copy
+    decodes exactly what `start` decodes until training puts the new channels to use."""
+    has = start.config.latent_channels
+    latent_channels = has if latent_channels is None else latent_channels
+    if latent_channels < has:
+        raise ValueError(f"latent_channels is {latent_channels}; a grown codec keeps its {has} channels or more")
+    codec = build_video_codec(replace(start.config, latent_channels=latent_channels))
+    state = {k: v.clone() for k, v in start.state_dict().items()}
+    if latent_channels > has:
+        with torch.no_grad():
+            new = codec.state_dict()
+            new["enc_out.weight"][:has] = state["enc_out.weight"]
+            new["enc_out.weight"][has:] *= 0.1
+            new["enc_out.bias"][:has] = state["enc_out.bias"]
+            new["enc_out.bias"][has:] = 0
+            new["dec_in.weight"].zero_()[:, :has] = state["dec_in.weight"]
+            state.update({k: new[k] for k in ("enc_out.weight", "enc_out.bias", "dec_in.weight")})
+    codec.load_state_dict(state)
+    return codec
+
+
 def train_video(args: argparse.Namespace, seconds: float, clips: Clips, where: Processes,
                 start: VideoCodec | None = None) -> tuple[VideoCodec, dict]:
     """Train a video codec of --spatial-stride, or `start` on from its weights; the first process then sets
@@ -395,9 +420,8 @@ def train_video(args: argparse.Namespace, seconds: float, clips: Clips, where: P
     if start is None:
         codec = build_video_codec(learned_video_config(args.video_latent_channels, args.spatial_stride))
     else:
-        codec = build_video_codec(start.config)
-        codec.load_state_dict(start.state_dict())
-    codec = codec.to(where.device)
+        codec = grow_video_codec(start, args.video_latent_channels)
+    codec, start_codec = codec.to(where.device), start
 
     def batch_of(rng):
         return clips.train(rng, args.batch, args.video_frames)[0]
@@ -415,6 +439,8 @@ def train_video(args: argparse.Namespace, seconds: float, clips: Clips, where: P
     report = {"steps": steps, "batch": args.batch, "seconds": round(time.monotonic() - start),
               "cpu_seconds": round(time.process_time() - cpu),
               "heldout_psnr_db": round(evaluate_video(codec, video=clips.scores()[0]), 2)}
+    if start_codec is not None and start_codec.config.latent_channels != codec.config.latent_channels:
+        report["latent_channels_grown_from"] = start_codec.config.latent_channels
     print(f"video: {steps} steps, held-out PSNR {report['heldout_psnr_db']} dB", flush=True)
     return codec, report
 
@@ -588,7 +614,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --data FOLDER: keep up to this many GB of decoded clips in memory, so that each is "
                              "decoded once (a window of HD video takes longer to decode than a training step); 0: none")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--video-latent-channels", type=int, default=None, help="default 16 (--base's with --fine-tune)")
+    parser.add_argument("--video-latent-channels", type=int, default=None,
+                        help="default 16 (--base's with --fine-tune; more than --base's grows its latent, the new "
+                             "channels starting unused)")
     parser.add_argument("--audio-latent-channels", type=int, default=None, help="default 32 (--base's with --fine-tune)")
     parser.add_argument("--weights-dtype", choices=("float16", "float32"), default="float16",
                         help="dtype the weights are stored in (float16 halves the file)")
@@ -636,7 +664,12 @@ def _fine_tune_problem(args: argparse.Namespace, start, base_config: AVDiTConfig
         return (f"--fine-tune needs a learned {args.which} codec in {where}; its {args.which} codec is of kind {kind!r}, "
                 "which has no weights to train (leave --fine-tune out to train a new one)")
     if args.which == "video":
-        fixed = [("--video-latent-channels", args.video_latent_channels, start.config.latent_channels)]
+        given, has = args.video_latent_channels, start.config.latent_channels
+        if given is not None and given < has:
+            return (f"--fine-tune trains the video codec of {where} on: --video-latent-channels {given} is fewer than its "
+                    f"{has}; give {has} or more (more grow its latent: the new channels start unused, so training "
+                    "starts from its reconstructions), or train a new codec (without --fine-tune)")
+        fixed = []
     else:
         fixed = [("--audio-latent-channels", args.audio_latent_channels, start.config.latent_channels),
                  ("--audio-floor", args.audio_floor, start.config.options.get("eps", AUDIO_OPTIONS["eps"]))]
@@ -656,7 +689,7 @@ def _resolve_codec_options(args: argparse.Namespace, start) -> None:
         if getattr(args, name) is None:
             setattr(args, name, own.get(key, default))
     if args.video_latent_channels is None:
-        args.video_latent_channels = 16
+        args.video_latent_channels = start.config.latent_channels if isinstance(start, VideoCodec) else 16
     if args.audio_latent_channels is None:
         args.audio_latent_channels = 32
 
