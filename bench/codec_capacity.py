@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
 import torch
-
-VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mpg", ".mpeg", ".mkv", ".webm", ".m4v"}
 
 
 def blocks(frames: torch.Tensor, stride: int, group: int = 4) -> torch.Tensor:
@@ -48,16 +45,18 @@ def fit(train: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def bound_psnr(test: torch.Tensor, mean: torch.Tensor, directions: torch.Tensor, keep: int) -> float:
     """PSNR (dB, values in 0..1) of `test` blocks kept through their first `keep` principal components."""
+    from avdit.codecs.base import video_psnr
+
     basis = directions[:, :keep]
-    kept = ((test.double() - mean) @ basis @ basis.T + mean).clamp(0, 1)
-    mse = ((kept - test.double()) ** 2).mean().item()
-    return math.inf if mse == 0 else -10 * math.log10(mse)
+    return video_psnr(test, ((test.double() - mean) @ basis @ basis.T + mean).clamp(0, 1))
 
 
 def _videos(folder: str) -> list[Path]:
-    found = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    from avdit.data import VIDEO_EXTENSIONS
+
+    found = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
     if not found:
-        raise SystemExit(f"bench/codec_capacity.py: no video ({', '.join(sorted(VIDEO_SUFFIXES))}) in {folder!r}")
+        raise SystemExit(f"bench/codec_capacity.py: no video ({', '.join(VIDEO_EXTENSIONS)}) in {folder!r}")
     return found
 
 
@@ -92,13 +91,12 @@ def main(argv=None) -> int:
     train = [load(p, args.train_seconds) for p in _videos(args.train)]
     heldout = {p.name: load(p, args.seconds) for p in _videos(args.heldout)}
     table = {}
-    for stride in sorted({s for s, _ in sizes}, reverse=True):
+    for stride in sorted({s for s, _ in sizes}, reverse=True):  # one fit and one cut of the held-out clips per stride
         mean, directions = fit(torch.cat([blocks(f, stride) for f in train]))
-        for s, channels in sizes:
-            if s != stride:
-                continue
+        tests = {name: blocks(f, stride) for name, f in heldout.items()}
+        for channels in [c for s, c in sizes if s == stride]:
             ratio = 3 * stride * stride * 4 / channels
-            row = {name: round(bound_psnr(blocks(f, stride), mean, directions, channels), 2) for name, f in heldout.items()}
+            row = {name: round(bound_psnr(b, mean, directions, channels), 2) for name, b in tests.items()}
             table[f"{stride}x{channels}"] = row
             mean_psnr = sum(row.values()) / len(row)
             print(f"stride {stride}, {channels} channels (1/{ratio:.0f} of the values): mean {mean_psnr:.2f} dB, "

@@ -421,7 +421,7 @@ def train_video(args: argparse.Namespace, seconds: float, clips: Clips, where: P
         codec = build_video_codec(learned_video_config(args.video_latent_channels, args.spatial_stride))
     else:
         codec = grow_video_codec(start, args.video_latent_channels)
-    codec, start_codec = codec.to(where.device), start
+    codec = codec.to(where.device)
 
     def batch_of(rng):
         return clips.train(rng, args.batch, args.video_frames)[0]
@@ -430,17 +430,17 @@ def train_video(args: argparse.Namespace, seconds: float, clips: Clips, where: P
         raw = codec._encode_raw(video)
         return video_loss(codec._decode_raw(raw).float(), video)
 
-    start, cpu = time.monotonic(), time.process_time()
+    began, cpu = time.monotonic(), time.process_time()
     steps = _train("video", codec, loss_of, batch_of, args, seconds, where)
     if where.rank:
         return codec, {}
     _round_weights(codec, args.weights_dtype)
     _normalise_latents(codec, clips.statistics()[0])
-    report = {"steps": steps, "batch": args.batch, "seconds": round(time.monotonic() - start),
+    report = {"steps": steps, "batch": args.batch, "seconds": round(time.monotonic() - began),
               "cpu_seconds": round(time.process_time() - cpu),
               "heldout_psnr_db": round(evaluate_video(codec, video=clips.scores()[0]), 2)}
-    if start_codec is not None and start_codec.config.latent_channels != codec.config.latent_channels:
-        report["latent_channels_grown_from"] = start_codec.config.latent_channels
+    if start is not None and start.config.latent_channels != codec.config.latent_channels:
+        report["latent_channels_grown_from"] = start.config.latent_channels
     print(f"video: {steps} steps, held-out PSNR {report['heldout_psnr_db']} dB", flush=True)
     return codec, report
 
