@@ -2,6 +2,7 @@
 learned video codec, checkpoint round trips, and what the shipped codecs keep of ToneShapes."""
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -382,3 +383,30 @@ def test_shipped_codecs_are_found_by_name_and_a_missing_one_is_named(tmp_path, m
     monkeypatch.setitem(codecs.NAMED_CODECS, "general", tmp_path / "general-codecs.safetensors")
     with pytest.raises(CheckpointError, match="general-codecs.safetensors: the shipped codecs are missing from this install"):
         codecs.load_codecs("general")
+
+
+def _line_spectra(bins_and_levels, frames: int = 10, bins: int = 641) -> torch.Tensor:
+    """log(|X| + 0.001) windows (B, bins, frames): silence with one steady line per window at (bin, magnitude)."""
+    spectra = torch.full((len(bins_and_levels), bins, frames), math.log(0.001))
+    for i, (where, magnitude) in enumerate(bins_and_levels):
+        spectra[i, where] = math.log(magnitude + 0.001)
+    return spectra
+
+
+def test_the_audio_codec_loss_counts_a_quiet_windows_tone_and_a_far_miss_over_a_near_one():
+    from avdit.codecs.train import spectrum_loss
+
+    target = _line_spectra([(100, 100.0), (100, 1.0)])  # a loud and a quiet window (40 dB apart)
+    assert spectrum_loss(target.clone(), target).item() == 0.0
+    quiet_missing = target.clone()
+    quiet_missing[1, 100] = math.log(0.001)
+    # Per window, the quiet window's convergence is 1 (all of its energy missing), so the mean over the
+    # two windows is at least 0.5; over the whole batch it would be 1e-4 and the loss would not see it.
+    assert spectrum_loss(quiet_missing, target).item() >= 0.5
+    # A line put 3 bins (37.5 Hz) off costs less than one put 40 bins off: the bins are wrong either
+    # way, the mel bands (what the log-mel distance scores) far less for the near miss.
+    near, far = target.clone(), target.clone()
+    for shifted, by in ((near, 3), (far, 40)):
+        shifted[:, 100] = math.log(0.001)
+        shifted[:, 100 + by] = target[:, 100]
+    assert spectrum_loss(far, target).item() > spectrum_loss(near, target).item() + 0.1

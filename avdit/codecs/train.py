@@ -9,9 +9,9 @@ seeds from it up) or clips of a folder of videos. Clips follow the layout the op
 windows), which is recorded in the checkpoint's config for every later command. Video: squared
 error on pixels and on horizontal and vertical pixel differences (edges), on 9-frame clips (the
 first frame alone, then two groups of four). Audio: the codec's own STFT (see
-`avdit.codecs.learned.LearnedAudioCodec`), L1 of log magnitudes plus spectral convergence, on
-whole windows; Griffin-Lim, which turns spectra back into waveforms, has no weights and is not
-trained. With `--audio-decoder neural` a phase network (`PhaseVocoder`) is trained after the
+`avdit.codecs.learned.LearnedAudioCodec`), L1 of log magnitudes, spectral convergence per window
+and L1 of log mel-band powers (`spectrum_loss`), on whole windows; Griffin-Lim, which turns spectra
+back into waveforms, has no weights and is not trained. With `--audio-decoder neural` a phase network (`PhaseVocoder`) is trained after the
 audio codec, which stays frozen, on the waveform (`waveform_loss`, STFTs at three resolutions);
 `--which vocoder` adds one to --base's audio codec and leaves every other weight as it was.
 `--fine-tune` trains --base's video or audio codec on from its weights (its layout, stride, channels
@@ -29,6 +29,7 @@ config's `training` section.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import platform
@@ -42,7 +43,7 @@ import torch.nn.functional as F
 
 from avdit.checkpoint import CheckpointError, save_checkpoint
 from avdit.codecs import build_audio_codec, build_video_codec, load_codecs
-from avdit.codecs.base import AudioCodec, VideoCodec, video_psnr
+from avdit.codecs.base import AudioCodec, VideoCodec, mel_filterbank, video_psnr
 from avdit.codecs.learned import AUDIO_DECODERS, AUDIO_OPTIONS, LearnedAudioCodec, video_options
 from avdit.config import AudioCodecConfig, AVDiTConfig, LayoutConfig, VideoCodecConfig
 from avdit.layout import LAYOUT_OPTIONS, add_layout_arguments, grid_problem, size_text, with_layout_options
@@ -186,18 +187,37 @@ def video_loss(reconstruction: torch.Tensor, frames: torch.Tensor) -> torch.Tens
     return 10.0 * loss
 
 
-def spectrum_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """L1 of log magnitudes plus spectral convergence of magnitudes; both (B, bins, T) log(|X| + eps).
+MEL_LOSS_WEIGHT = 0.5  # per nat of mel-band power: what the log-mel distance (the scorer) measures
 
-    The L1 of logs weighs quiet bins (silence, the floor between harmonics) like loud ones; spectral
-    convergence weighs the loud peaks that carry pitch, loudness and timbre. Predictions are capped
-    at e**3 above the target's loudest bin inside the exponential, so one wild bin cannot blow up
-    the loss (the L1 term still pulls it back).
+
+@functools.lru_cache(maxsize=8)
+def _mel_filters(sample_rate: int, n_fft: int) -> torch.Tensor:
+    return mel_filterbank(sample_rate, n_fft).float()
+
+
+def spectrum_loss(predicted: torch.Tensor, target: torch.Tensor, sample_rate: int = 16000) -> torch.Tensor:
+    """Audio codec loss on (B, bins, T) log(|X| + eps) spectra: L1 of log magnitudes, plus spectral
+    convergence of magnitudes window by window, plus MEL_LOSS_WEIGHT x the L1 of log mel-band powers.
+
+    The L1 of logs weighs quiet bins (silence, the floor between harmonics) like loud ones. Spectral
+    convergence weighs the loud peaks that carry pitch, loudness and timbre; it is taken per window
+    and averaged, so a quiet window's tone counts as much as a loud window's (over the whole batch
+    it would vanish under the loudest window). The mel term (80 bands, `mel_filterbank` of the
+    codec's own STFT, powers floored at 1e-6) is what `log_mel_distance` scores: a narrow line the
+    decoder leaves out costs a whole band there, not a few of 641 bins. Predictions are capped at
+    e**3 above their window's loudest target bin inside the exponentials, so one wild bin cannot
+    blow up the loss (the L1 term still pulls it back).
     """
-    cap = target.amax().detach() + 3.0
+    cap = target.amax(dim=(1, 2), keepdim=True).detach() + 3.0
     magnitude = predicted.clamp(max=cap).exp()
-    convergence = torch.linalg.norm(target.exp() - magnitude) / torch.linalg.norm(target.exp())
-    return (predicted - target).abs().mean() + convergence
+    truth = target.exp()
+    convergence = (torch.linalg.norm((truth - magnitude).flatten(1), dim=1)
+                   / torch.linalg.norm(truth.flatten(1), dim=1).clamp_min(1e-12))
+    filters = _mel_filters(sample_rate, 2 * (target.shape[1] - 1)).to(target.device)
+    mel_true = torch.einsum("mb,nbt->nmt", filters, truth**2)
+    mel_predicted = torch.einsum("mb,nbt->nmt", filters, magnitude**2)
+    mel = (torch.log(mel_predicted + 1e-6) - torch.log(mel_true + 1e-6)).abs().mean()
+    return (predicted - target).abs().mean() + convergence.mean() + MEL_LOSS_WEIGHT * mel
 
 
 WAVEFORM_LOSS_FFTS = (512, 1024, 2048)  # at 16 kHz: 32, 64 and 128 ms windows, hop a quarter of each
@@ -473,7 +493,8 @@ def train_audio(args: argparse.Namespace, seconds: float, clips: Clips, where: P
             return codec.log_magnitude(audio.to(where.device))  # (B, bins, T): the spectra are the training target
 
     def loss_of(codec, spectra):
-        return spectrum_loss(codec.decode_log_magnitude(codec.encode_log_magnitude(spectra)).float(), spectra)
+        return spectrum_loss(codec.decode_log_magnitude(codec.encode_log_magnitude(spectra)).float(), spectra,
+                             clips.layout.sample_rate)
 
     start, cpu = time.monotonic(), time.process_time()
     steps = _train("audio", codec, loss_of, batch_of, args, seconds, where)
