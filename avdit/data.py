@@ -634,6 +634,87 @@ def camera_path_clip(photo: torch.Tensor, frames: int, size: tuple[int, int], se
     return clip.permute(0, 2, 3, 1).clamp(0.0, 1.0).contiguous()  # (F, H, W, 3)
 
 
+# ---------------------------------------------------------------------------------------------
+# Tonal sounds: procedural training material for audio codecs
+# ---------------------------------------------------------------------------------------------
+
+TONAL_KINDS = ("sine", "harmonic", "bell", "sweep", "fm")
+
+
+def tonal_sound(seed: int, seconds: float = 4.25, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A procedural sound of sustained and decaying tones, (S,) float32 peaking at most 0.99.
+
+    What speech and music rarely hold and synthetic test sounds (beeps, chimes, sweeps) are made
+    of: 1 to 4 events, each a sine, a harmonic stack (2-15 partials, spectral tilt 0-2.5, odd
+    partials only in 30 %), a bell (inharmonic partials), a sweep (40 Hz-4 kHz) or an FM tone, at a
+    fundamental log-uniform in 40 Hz-3 kHz, a peak of 0.03-0.9, a 1-80 ms attack and an exponential
+    decay (0.05-3 s) or a hold and release; vibrato on 30 %. Under them digital silence (55 %), noise
+    at -90..-50 dB (30 %) or -50..-30 dB (15 %), and a DC offset on 10 %. Partials stay below 94 % of
+    the Nyquist frequency. The same seed gives the same samples."""
+    seed = _check_seed(seed)
+    if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"seconds is {seconds!r}; give a positive number of seconds")
+    if not (isinstance(sample_rate, int) and sample_rate >= 8000):
+        raise ValueError(f"sample_rate is {sample_rate!r}; give a whole number of Hz, at least 8000")
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * sample_rate))
+    t = np.arange(n) / sample_rate
+    out = np.zeros(n)
+    highest = sample_rate / 2 * 0.94
+    for _ in range(rng.integers(1, 5)):
+        kind = rng.choice(TONAL_KINDS, p=[0.25, 0.3, 0.2, 0.15, 0.1])
+        f0 = float(np.exp(rng.uniform(np.log(40), np.log(3000))))
+        start = rng.uniform(-0.3, seconds * 0.8)
+        attack = np.exp(rng.uniform(np.log(0.001), np.log(0.08)))
+        local = t - start
+        envelope = np.clip(local / attack, 0, 1) * (local >= 0)
+        if rng.random() < 0.5:  # struck: exponential decay
+            envelope *= np.exp(-np.clip(local - attack, 0, None) / np.exp(rng.uniform(np.log(0.05), np.log(3.0))))
+        else:  # held, then released
+            hold, release = rng.uniform(0.1, 2.5), np.exp(rng.uniform(np.log(0.005), np.log(0.2)))
+            envelope *= np.clip(1 - (local - hold) / release, 0, 1)
+        frequency = np.full(n, f0)
+        if kind == "sweep":
+            f1 = float(np.exp(rng.uniform(np.log(40), np.log(4000))))
+            frequency = f0 * (f1 / f0) ** np.clip(local / rng.uniform(0.2, 3.0), 0, 1)
+        if rng.random() < 0.3:  # vibrato
+            frequency = frequency * (1 + rng.uniform(0.002, 0.02) * np.sin(2 * np.pi * rng.uniform(3, 8) * t))
+        phase = 2 * np.pi * np.cumsum(frequency) / sample_rate
+        if kind in ("sine", "sweep"):
+            ratios, amplitudes = [1.0], [1.0]
+        elif kind == "harmonic":
+            count, tilt = rng.integers(2, 16), rng.uniform(0, 2.5)
+            ratios = list(range(1, count + 1))
+            amplitudes = [r ** -tilt for r in ratios]
+            if rng.random() < 0.3:
+                amplitudes = [a if r % 2 else 0.0 for r, a in zip(ratios, amplitudes)]
+        elif kind == "bell":
+            count = rng.integers(2, 7)
+            ratios = [1.0] + sorted(rng.uniform(1.2, 7.0, count - 1).tolist())
+            amplitudes = rng.uniform(0.1, 1, count).tolist()
+        else:  # fm
+            ratios, amplitudes = [1.0], [1.0]
+            phase = phase + rng.uniform(0.5, 5) * np.sin(2 * np.pi * f0 * rng.choice([0.5, 1, 2, 3.5]) * t)
+        sound = np.zeros(n)
+        for ratio, amplitude in zip(ratios, amplitudes):
+            if f0 * ratio * (frequency.max() / f0) < highest:
+                sound += amplitude * np.sin(ratio * phase + rng.uniform(0, 2 * np.pi))
+        peak = np.abs(sound).max()
+        if peak > 0:
+            out += np.exp(rng.uniform(np.log(0.03), np.log(0.9))) * envelope * sound / peak
+    u = rng.random()
+    if u < 0.3:
+        out += 10 ** (rng.uniform(-90, -50) / 20) * rng.standard_normal(n)
+    elif u < 0.45:
+        out += 10 ** (rng.uniform(-50, -30) / 20) * rng.standard_normal(n)
+    if rng.random() < 0.1:
+        out += rng.uniform(-0.05, 0.05)
+    peak = np.abs(out).max()
+    if peak > 0.99:
+        out *= 0.99 / peak
+    return out.astype(np.float32)
+
+
 def _fit_samples(waveform: torch.Tensor, length: int) -> torch.Tensor:
     """Trim or zero-pad (C, S) to exactly `length` samples: a clip's audio may end a few samples
     early or late after resampling."""

@@ -1,0 +1,75 @@
+"""avdit.data.tonal_sound and scripts/make_tonal_sounds.py: the procedural tones the general audio codec trains on."""
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from avdit.data import tonal_sound
+from avdit.media import decode
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_tonal_sounds.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("make_tonal_sounds", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _loudest_frame_peak_over_median_db(sound: np.ndarray) -> float:
+    spectra = torch.stft(torch.from_numpy(sound), 1024, 256, window=torch.hann_window(1024), return_complex=True).abs()
+    frame = spectra[:, spectra.pow(2).sum(0).argmax()]
+    return float(20 * torch.log10(frame.max() / frame.median().clamp_min(1e-12)))
+
+
+def test_a_tonal_sound_is_reproducible_in_range_and_tonal():
+    sounds = [tonal_sound(seed) for seed in range(12)]
+    for seed, sound in enumerate(sounds):
+        assert sound.dtype == np.float32 and sound.shape == (68000,)  # 4.25 s at 16 kHz
+        assert np.isfinite(sound).all() and 0.0 < np.abs(sound).max() <= 0.99
+        assert np.array_equal(sound, tonal_sound(seed))
+        # Tones, not noise: the loudest frame's strongest bin stands 30 dB or more over its median bin.
+        assert _loudest_frame_peak_over_median_db(sound) > 30.0
+    assert not any(np.array_equal(sounds[0], other) for other in sounds[1:])
+    assert tonal_sound(3, seconds=1.0, sample_rate=22050).shape == (22050,)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"seed": -1}, "seed is -1; give a whole number >= 0"),
+    ({"seed": 0, "seconds": 0}, "seconds is 0; give a positive number of seconds"),
+    ({"seed": 0, "sample_rate": 4000}, "sample_rate is 4000; give a whole number of Hz, at least 8000"),
+])
+def test_a_tonal_sound_refuses_bad_arguments_by_name(kwargs, message):
+    with pytest.raises(ValueError) as caught:
+        tonal_sound(**kwargs)
+    assert str(caught.value) == message
+
+
+def test_the_script_writes_each_seed_once_and_refuses_bad_counts(tmp_path, capsys):
+    script = _script()
+    out = tmp_path / "tones"
+    assert script.main(["--output", str(out), "--count", "2", "--first-seed", "7", "--seconds", "0.5"]) == 0
+    assert sorted(os.listdir(out)) == ["tone_00007.wav", "tone_00008.wav"]
+    media = decode(str(out / "tone_00008.wav"), video=False)
+    assert media.sample_rate == 16000 and media.waveform.shape == (1, 8000)
+    # 16-bit PCM of the generator's samples (written x 32767, read / 32768): equal within one step.
+    assert np.abs(media.waveform[0].numpy() - tonal_sound(8, 0.5)).max() <= 1 / 32767
+    before = (out / "tone_00007.wav").stat().st_mtime_ns
+    assert script.main(["--output", str(out), "--count", "3", "--first-seed", "7", "--seconds", "0.5"]) == 0
+    assert "wrote 1 sounds" in capsys.readouterr().out
+    assert (out / "tone_00007.wav").stat().st_mtime_ns == before  # left as it was
+    assert sorted(os.listdir(out)) == ["tone_00007.wav", "tone_00008.wav", "tone_00009.wav"]
+
+    empty = tmp_path / "none"
+    assert script.main(["--output", str(empty), "--count", "0"]) == 2
+    assert "--count 0: give at least 1 sound" in capsys.readouterr().err
+    assert not empty.exists()
+    a_file = tmp_path / "file.wav"
+    a_file.write_bytes(b"x")
+    assert script.main(["--output", str(a_file)]) == 2
+    assert "is a file; give a folder" in capsys.readouterr().err
