@@ -187,7 +187,7 @@ def video_loss(reconstruction: torch.Tensor, frames: torch.Tensor) -> torch.Tens
     return 10.0 * loss
 
 
-MEL_LOSS_WEIGHT = 0.5  # per nat of mel-band power: what the log-mel distance (the scorer) measures
+MEL_LOSS_WEIGHT = 3.0  # per nat of mel-band power: what the log-mel distance (the scorer) measures
 
 
 @functools.lru_cache(maxsize=8)
