@@ -695,9 +695,9 @@ def tonal_sound(seed: int, seconds: float = 4.25, sample_rate: int = SAMPLE_RATE
         else:  # fm
             ratios, amplitudes = [1.0], [1.0]
             phase = phase + rng.uniform(0.5, 5) * np.sin(2 * np.pi * f0 * rng.choice([0.5, 1, 2, 3.5]) * t)
-        sound = np.zeros(n)
+        sound, top = np.zeros(n), frequency.max()
         for ratio, amplitude in zip(ratios, amplitudes):
-            if f0 * ratio * (frequency.max() / f0) < highest:
+            if ratio * top < highest:
                 sound += amplitude * np.sin(ratio * phase + rng.uniform(0, 2 * np.pi))
         peak = np.abs(sound).max()
         if peak > 0:

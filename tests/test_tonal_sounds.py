@@ -1,7 +1,6 @@
 """avdit.data.tonal_sound and scripts/make_tonal_sounds.py: the procedural tones the general audio codec trains on."""
 import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
