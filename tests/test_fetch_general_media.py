@@ -1,31 +1,19 @@
 """scripts/fetch_general_media.py: the pure logic, on small fake packages in tmp_path (no network, no downloads)."""
 import hashlib
-import importlib.util
 import io
 import json
 import math
-import os
 import re
 import struct
-import sys
 import wave
 import zipfile
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "fetch_general_media.py"
+from tests.scripts import load_script
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("fetch_general_media", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["fetch_general_media"] = mod  # dataclasses look the module up while it is executed
-    spec.loader.exec_module(mod)
-    return mod
-
-
-fgm = _load()
+fgm = load_script("scripts/fetch_general_media.py")
 
 
 @pytest.fixture(autouse=True)

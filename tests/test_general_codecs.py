@@ -69,9 +69,9 @@ def test_the_capacity_bench_keeps_a_clip_exactly_when_its_blocks_fit_the_latent_
     """bench/codec_capacity.py: blocks of a clip built from 6 patterns are kept exactly by 6 components
     (held-out clip, fit on another), and every component fewer loses PSNR; blocks come out in the
     stride x stride x 4-frame grid the latent has."""
-    from tests.test_protocol import bench_module
+    from tests.scripts import load_script
 
-    capacity = bench_module("codec_capacity")
+    capacity = load_script("bench/codec_capacity.py")
     generator = torch.Generator().manual_seed(0)
     patterns = torch.rand(6, 4 * 8 * 8 * 3, generator=generator)
 

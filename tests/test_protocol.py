@@ -16,6 +16,7 @@ from avdit.schedule import Schedule
 from avdit.config import ScheduleConfig
 from avdit.train import monl_loss
 from tests.conftest import tiny_config
+from tests.scripts import load_script
 
 
 @pytest.mark.parametrize("task", CONDITIONAL_TASKS)
@@ -176,19 +177,8 @@ def test_a_rewritten_report_keeps_its_history_section(tmp_path):
     assert kept_history(report) == ""
 
 
-def bench_module(name: str):
-    """bench/<name>.py, imported (bench scripts are not a package)."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_long_continuation_scores_each_chunk_after_the_given_part(real):
-    bench = bench_module("long_continuation")
+    bench = load_script("bench/long_continuation.py")
     video, audio = real
     rows = bench.chunk_scores(video, audio, fps=8.0, given=0.125, chunk=1.0)  # frames 1..8 and 9..16
     assert [(row["start"], row["end"]) for row in rows] == [(0.125, 1.125), (1.125, 2.125)]
@@ -202,7 +192,7 @@ def test_long_continuation_scores_each_chunk_after_the_given_part(real):
 def test_continue_from_end_counts_a_disc_that_vanishes_where_the_given_part_ends(real):
     from avdit.data import video_features
 
-    bench = bench_module("continue_from_end")
+    bench = load_script("bench/continue_from_end.py")
     video, audio = real
     present = video_features(video)["present"]
     shown = np.flatnonzero(present[:, 8] & present[:, 9])  # clips whose disc shows on both sides of frame 8 | 9

@@ -1,7 +1,5 @@
 """avdit.data.tonal_sound and scripts/make_tonal_sounds.py: the procedural tones the general audio codec trains on."""
-import importlib.util
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,15 +7,8 @@ import torch
 
 from avdit.data import tonal_sound
 from avdit.media import decode
+from tests.scripts import load_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_tonal_sounds.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("make_tonal_sounds", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _loudest_frame_peak_over_median_db(sound: np.ndarray) -> float:
@@ -50,7 +41,7 @@ def test_a_tonal_sound_refuses_bad_arguments_by_name(kwargs, message):
 
 
 def test_the_script_writes_each_seed_once_and_refuses_bad_counts(tmp_path, capsys):
-    script = _script()
+    script = load_script("scripts/make_tonal_sounds.py")
     out = tmp_path / "tones"
     assert script.main(["--output", str(out), "--count", "2", "--first-seed", "7", "--seconds", "0.5"]) == 0
     assert sorted(os.listdir(out)) == ["tone_00007.wav", "tone_00008.wav"]
