@@ -74,10 +74,10 @@ def test_fine_tuning_the_audio_codec_keeps_its_floor_and_can_give_it_a_neural_de
 
 def test_a_fine_tune_with_more_latent_channels_grows_the_latent_and_starts_from_the_same_reconstructions(base, tmp_path):
     from avdit.codecs import load_codecs
-    from avdit.codecs.train import grow_video_codec
+    from avdit.codecs.train import grow_codec
 
     base_video = load_codecs(str(base))[0]
-    grown = grow_video_codec(base_video, 12)
+    grown = grow_codec(base_video, 12)
     frames = torch.rand(2, 5, 32, 48, 3, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         raw = grown._encode_raw(frames)
@@ -85,7 +85,7 @@ def test_a_fine_tune_with_more_latent_channels_grows_the_latent_and_starts_from_
         assert raw[:, 8:].abs().amax() > 0  # the new channels carry something for training to find
         assert torch.equal(grown._decode_raw(raw), base_video._decode_raw(base_video._encode_raw(frames)))
     with pytest.raises(ValueError, match="latent_channels is 4; a grown codec keeps its 8 channels or more"):
-        grow_video_codec(base_video, 4)
+        grow_codec(base_video, 4)
 
     out = tmp_path / "grown.safetensors"
     avdit("train-codec", "--which", "video", "--fine-tune", "--base", base, "--video-latent-channels", "12", *FEW_STEPS,
@@ -96,6 +96,31 @@ def test_a_fine_tune_with_more_latent_channels_grows_the_latent_and_starts_from_
     assert load_codecs(str(out))[0].encode(frames).shape[1] == 12
 
 
+def test_a_fine_tune_with_more_audio_latent_channels_grows_the_audio_latent_from_the_same_spectra(base, tmp_path):
+    from avdit.codecs import load_codecs
+    from avdit.codecs.train import grow_codec
+
+    base_audio = load_codecs(str(base))[1]
+    grown = grow_codec(base_audio, 40)
+    wave = torch.randn(2, 1, 8000, generator=torch.Generator().manual_seed(0)) * 0.1
+    with torch.no_grad():
+        raw = grown._encode_raw(wave)
+        assert raw.shape[1] == 40 and torch.equal(raw[:, :32], base_audio._encode_raw(wave))
+        assert raw[:, 32:].abs().amax() > 0
+        assert torch.equal(grown.decoded_log_magnitude(raw), base_audio.decoded_log_magnitude(base_audio._encode_raw(wave)))
+    with pytest.raises(ValueError, match="latent_channels is 16; a grown codec keeps its 32 channels or more"):
+        grow_codec(base_audio, 16)
+
+    out = tmp_path / "grown.safetensors"
+    avdit("train-codec", "--which", "audio", "--fine-tune", "--base", base, "--audio-latent-channels", "40", *FEW_STEPS,
+          "--output", out)
+    config, tensors = load_checkpoint(out)
+    assert config.audio_codec.latent_channels == 40 and tensors["audio_codec.dec_in.weight"].shape[1] == 40
+    assert config.audio_codec.options["eps"] == 0.01  # the floor, like every other option, stays --base's
+    assert config.training["codecs"]["audio"]["latent_channels_grown_from"] == 32
+    assert load_codecs(str(out))[1].encode(wave).shape[1] == 40
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--which", "both"], "--fine-tune trains one codec of --base on from its weights; give --which video or --which "
                           "audio, not both"),
@@ -103,6 +128,10 @@ def test_a_fine_tune_with_more_latent_channels_grows_the_latent_and_starts_from_
                              "audio, not vocoder (--which vocoder trains on --base's audio codec already)"),
     (["--which", "video", "--video-latent-channels", "4"],
      "--fine-tune trains the video codec of --base BASE on: --video-latent-channels 4 is fewer than its 8; give 8 or "
+     "more (more grow its latent: the new channels start unused, so training starts from its reconstructions), or "
+     "train a new codec (without --fine-tune)"),
+    (["--which", "audio", "--audio-latent-channels", "16"],
+     "--fine-tune trains the audio codec of --base BASE on: --audio-latent-channels 16 is fewer than its 32; give 32 or "
      "more (more grow its latent: the new channels start unused, so training starts from its reconstructions), or "
      "train a new codec (without --fine-tune)"),
     (["--which", "audio", "--audio-floor", "0.001"],

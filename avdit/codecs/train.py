@@ -16,8 +16,8 @@ audio codec, which stays frozen, on the waveform (`waveform_loss`, STFTs at thre
 `--which vocoder` adds one to --base's audio codec and leaves every other weight as it was.
 `--fine-tune` trains --base's video or audio codec on from its weights (its layout, stride, channels
 and options kept) instead of from scratch: the shipped general codecs, say, on your own footage. A larger
-`--video-latent-channels` grows the video codec's latent (`grow_video_codec`): it starts decoding what
---base decodes, and training puts the new channels to use.
+`--video-latent-channels` or `--audio-latent-channels` grows that codec's latent (`grow_codec`): it starts
+decoding what --base decodes, and training puts the new channels to use.
 AdamW with warm-up and cosine decay over the step or compute budget, whichever ends first; on the CPU the budget counts CPU time over threads, so a busy machine makes training take
 longer rather than train less; on CUDA it is wall time, and steps run under bf16 autocast. Under
 torchrun every process trains on its own clips and gradients are averaged (DDP). At the end the
@@ -409,26 +409,31 @@ def _round_weights(codec: torch.nn.Module, dtype: torch.dtype) -> None:
             p.copy_(p.to(dtype))
 
 
-def grow_video_codec(start: VideoCodec, latent_channels: int | None = None) -> VideoCodec:
-    """A copy of the learned video codec `start` with `latent_channels` (>= its own; None: its own). The
-    new channels' encoder rows start small and random and their decoder columns at zero, so the copy
-    decodes exactly what `start` decodes until training puts the new channels to use."""
+def grow_codec(start: VideoCodec | LearnedAudioCodec, latent_channels: int | None = None,
+               options: dict | None = None) -> VideoCodec | LearnedAudioCodec:
+    """A copy of the learned video or audio codec `start` with `latent_channels` (>= its own; None: its own)
+    and `options` updated (decoder options: they change no weight the copy takes from `start`; a neural
+    audio decoder `start` lacks starts fresh). The new channels' encoder rows start small and random and
+    their decoder columns at zero, so the copy decodes exactly what `start` decodes until training puts the
+    new channels to use."""
     has = start.config.latent_channels
     latent_channels = has if latent_channels is None else latent_channels
     if latent_channels < has:
         raise ValueError(f"latent_channels is {latent_channels}; a grown codec keeps its {has} channels or more")
-    codec = build_video_codec(replace(start.config, latent_channels=latent_channels))
-    state = {k: v.clone() for k, v in start.state_dict().items()}
+    config = replace(start.config, latent_channels=latent_channels, options={**start.config.options, **(options or {})})
+    codec = (build_video_codec if isinstance(start, VideoCodec) else build_audio_codec)(config)
+    new = codec.state_dict()
+    state = {k: v.clone() for k, v in start.state_dict().items() if k in new}
     if latent_channels > has:
         with torch.no_grad():
-            new = codec.state_dict()
             new["enc_out.weight"][:has] = state["enc_out.weight"]
             new["enc_out.weight"][has:] *= 0.1
             new["enc_out.bias"][:has] = state["enc_out.bias"]
             new["enc_out.bias"][has:] = 0
             new["dec_in.weight"].zero_()[:, :has] = state["dec_in.weight"]
             state.update({k: new[k] for k in ("enc_out.weight", "enc_out.bias", "dec_in.weight")})
-    codec.load_state_dict(state)
+    missing, _ = codec.load_state_dict(state, strict=False)
+    assert all(k.startswith("vocoder.") for k in missing), missing
     return codec
 
 
@@ -440,7 +445,7 @@ def train_video(args: argparse.Namespace, seconds: float, clips: Clips, where: P
     if start is None:
         codec = build_video_codec(learned_video_config(args.video_latent_channels, args.spatial_stride))
     else:
-        codec = grow_video_codec(start, args.video_latent_channels)
+        codec = grow_codec(start, args.video_latent_channels)
     codec = codec.to(where.device)
 
     def batch_of(rng):
@@ -476,11 +481,9 @@ def train_audio(args: argparse.Namespace, seconds: float, clips: Clips, where: P
         config.options.update(vocoder_refine=args.vocoder_refine, eps=args.audio_floor)
         codec = build_audio_codec(config)
     else:
-        codec = build_audio_codec(replace(start.config, options={**start.config.options, "decoder": args.audio_decoder,
-                                                                 "vocoder_refine": args.vocoder_refine}))
-        own = codec.state_dict()
-        missing, _ = codec.load_state_dict({k: v for k, v in start.state_dict().items() if k in own}, strict=False)
-        assert all(k.startswith("vocoder.") for k in missing), missing
+        codec = grow_codec(start, args.audio_latent_channels,
+                           {"decoder": args.audio_decoder, "vocoder_refine": args.vocoder_refine})
+    grown_from = start.config.latent_channels if start is not None else codec.config.latent_channels
     codec = codec.to(where.device)
     vocoder_seconds = seconds * args.vocoder_share if codec.vocoder is not None else 0.0
     seconds -= vocoder_seconds
@@ -510,6 +513,8 @@ def train_audio(args: argparse.Namespace, seconds: float, clips: Clips, where: P
     report = {"steps": steps, "batch": args.audio_batch, "seconds": round(time.monotonic() - start),
               "cpu_seconds": round(time.process_time() - cpu), "decoder": codec.decoder,
               "heldout_agreement": {k: round(v, 4) for k, v in agreement.items()}}
+    if grown_from != codec.config.latent_channels:
+        report["latent_channels_grown_from"] = grown_from
     if codec.vocoder is not None:
         report["vocoder"] = {**vocoder_report, **compare_decoders(codec, clips)}
     print(f"audio: {steps} steps, held-out scorer agreement {report['heldout_agreement']}", flush=True)
@@ -638,7 +643,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--video-latent-channels", type=int, default=None,
                         help="default 16 (--base's with --fine-tune; more than --base's grows its latent, the new "
                              "channels starting unused)")
-    parser.add_argument("--audio-latent-channels", type=int, default=None, help="default 32 (--base's with --fine-tune)")
+    parser.add_argument("--audio-latent-channels", type=int, default=None,
+                        help="default 32 (--base's with --fine-tune; more than --base's grows its latent, the new "
+                             "channels starting unused)")
     parser.add_argument("--weights-dtype", choices=("float16", "float32"), default="float16",
                         help="dtype the weights are stored in (float16 halves the file)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -684,16 +691,13 @@ def _fine_tune_problem(args: argparse.Namespace, start, base_config: AVDiTConfig
     if kind != "learned":
         return (f"--fine-tune needs a learned {args.which} codec in {where}; its {args.which} codec is of kind {kind!r}, "
                 "which has no weights to train (leave --fine-tune out to train a new one)")
-    if args.which == "video":
-        given, has = args.video_latent_channels, start.config.latent_channels
-        if given is not None and given < has:
-            return (f"--fine-tune trains the video codec of {where} on: --video-latent-channels {given} is fewer than its "
-                    f"{has}; give {has} or more (more grow its latent: the new channels start unused, so training "
-                    "starts from its reconstructions), or train a new codec (without --fine-tune)")
-        fixed = []
-    else:
-        fixed = [("--audio-latent-channels", args.audio_latent_channels, start.config.latent_channels),
-                 ("--audio-floor", args.audio_floor, start.config.options.get("eps", AUDIO_OPTIONS["eps"]))]
+    given, has = getattr(args, f"{args.which}_latent_channels"), start.config.latent_channels
+    if given is not None and given < has:
+        return (f"--fine-tune trains the {args.which} codec of {where} on: --{args.which}-latent-channels {given} is fewer "
+                f"than its {has}; give {has} or more (more grow its latent: the new channels start unused, so training "
+                "starts from its reconstructions), or train a new codec (without --fine-tune)")
+    fixed = [] if args.which == "video" else [
+        ("--audio-floor", args.audio_floor, start.config.options.get("eps", AUDIO_OPTIONS["eps"]))]
     differ = [f"{name} {given:g} (it has {has:g})" for name, given, has in fixed if given is not None and given != has]
     if differ:
         return (f"--fine-tune trains the {args.which} codec of {where} on, whose shape these options would change: "
@@ -712,7 +716,7 @@ def _resolve_codec_options(args: argparse.Namespace, start) -> None:
     if args.video_latent_channels is None:
         args.video_latent_channels = start.config.latent_channels if isinstance(start, VideoCodec) else 16
     if args.audio_latent_channels is None:
-        args.audio_latent_channels = 32
+        args.audio_latent_channels = start.config.latent_channels if isinstance(start, LearnedAudioCodec) else 32
 
 
 def run(args: argparse.Namespace) -> int:
