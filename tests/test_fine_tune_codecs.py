@@ -72,53 +72,34 @@ def test_fine_tuning_the_audio_codec_keeps_its_floor_and_can_give_it_a_neural_de
     assert config.training["codecs"]["audio"]["fine_tuned_from"]["base"] == str(base)
 
 
-def test_a_fine_tune_with_more_latent_channels_grows_the_latent_and_starts_from_the_same_reconstructions(base, tmp_path):
+@pytest.mark.parametrize("which, has, more, fewer", [("video", 8, 12, 4), ("audio", 32, 40, 16)])
+def test_a_fine_tune_with_more_latent_channels_grows_the_latent_and_starts_from_the_same_reconstructions(
+        base, tmp_path, which, has, more, fewer):
     from avdit.codecs import load_codecs
     from avdit.codecs.train import grow_codec
 
-    base_video = load_codecs(str(base))[0]
-    grown = grow_codec(base_video, 12)
-    frames = torch.rand(2, 5, 32, 48, 3, generator=torch.Generator().manual_seed(0))
+    base_codec = load_codecs(str(base))[0 if which == "video" else 1]
+    grown = grow_codec(base_codec, more)
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.rand(2, 5, 32, 48, 3, generator=generator) if which == "video" else torch.randn(2, 1, 8000, generator=generator) * 0.1
     with torch.no_grad():
-        raw = grown._encode_raw(frames)
-        assert raw.shape[1] == 12 and torch.equal(raw[:, :8], base_video._encode_raw(frames))
-        assert raw[:, 8:].abs().amax() > 0  # the new channels carry something for training to find
-        assert torch.equal(grown._decode_raw(raw), base_video._decode_raw(base_video._encode_raw(frames)))
-    with pytest.raises(ValueError, match="latent_channels is 4; a grown codec keeps its 8 channels or more"):
-        grow_codec(base_video, 4)
+        raw = grown._encode_raw(inputs)
+        assert raw.shape[1] == more and torch.equal(raw[:, :has], base_codec._encode_raw(inputs))
+        assert raw[:, has:].abs().amax() > 0  # the new channels carry something for training to find
+        assert torch.equal(grown._decode_raw(raw), base_codec._decode_raw(base_codec._encode_raw(inputs)))
+    with pytest.raises(ValueError, match=f"latent_channels is {fewer}; a grown codec keeps its {has} channels or more"):
+        grow_codec(base_codec, fewer)
 
     out = tmp_path / "grown.safetensors"
-    avdit("train-codec", "--which", "video", "--fine-tune", "--base", base, "--video-latent-channels", "12", *FEW_STEPS,
+    avdit("train-codec", "--which", which, "--fine-tune", "--base", base, f"--{which}-latent-channels", more, *FEW_STEPS,
           "--output", out)
     config, tensors = load_checkpoint(out)
-    assert config.video_codec.latent_channels == 12 and tensors["video_codec.dec_in.weight"].shape[1] == 12
-    assert config.training["codecs"]["video"]["latent_channels_grown_from"] == 8
-    assert load_codecs(str(out))[0].encode(frames).shape[1] == 12
-
-
-def test_a_fine_tune_with_more_audio_latent_channels_grows_the_audio_latent_from_the_same_spectra(base, tmp_path):
-    from avdit.codecs import load_codecs
-    from avdit.codecs.train import grow_codec
-
-    base_audio = load_codecs(str(base))[1]
-    grown = grow_codec(base_audio, 40)
-    wave = torch.randn(2, 1, 8000, generator=torch.Generator().manual_seed(0)) * 0.1
-    with torch.no_grad():
-        raw = grown._encode_raw(wave)
-        assert raw.shape[1] == 40 and torch.equal(raw[:, :32], base_audio._encode_raw(wave))
-        assert raw[:, 32:].abs().amax() > 0
-        assert torch.equal(grown.decoded_log_magnitude(raw), base_audio.decoded_log_magnitude(base_audio._encode_raw(wave)))
-    with pytest.raises(ValueError, match="latent_channels is 16; a grown codec keeps its 32 channels or more"):
-        grow_codec(base_audio, 16)
-
-    out = tmp_path / "grown.safetensors"
-    avdit("train-codec", "--which", "audio", "--fine-tune", "--base", base, "--audio-latent-channels", "40", *FEW_STEPS,
-          "--output", out)
-    config, tensors = load_checkpoint(out)
-    assert config.audio_codec.latent_channels == 40 and tensors["audio_codec.dec_in.weight"].shape[1] == 40
-    assert config.audio_codec.options["eps"] == 0.01  # the floor, like every other option, stays --base's
-    assert config.training["codecs"]["audio"]["latent_channels_grown_from"] == 32
-    assert load_codecs(str(out))[1].encode(wave).shape[1] == 40
+    codec_config, base_config = getattr(config, f"{which}_codec"), getattr(load_checkpoint(base)[0], f"{which}_codec")
+    assert codec_config.latent_channels == more and tensors[f"{which}_codec.dec_in.weight"].shape[1] == more
+    # every option (the audio floor 0.01 among them) stays --base's
+    assert {k: v for k, v in codec_config.options.items() if k in base_config.options} == base_config.options
+    assert config.training["codecs"][which]["latent_channels_grown_from"] == has
+    assert load_codecs(str(out))[0 if which == "video" else 1].encode(inputs).shape[1] == more
 
 
 @pytest.mark.parametrize("argv, message", [

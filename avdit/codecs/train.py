@@ -483,7 +483,6 @@ def train_audio(args: argparse.Namespace, seconds: float, clips: Clips, where: P
     else:
         codec = grow_codec(start, args.audio_latent_channels,
                            {"decoder": args.audio_decoder, "vocoder_refine": args.vocoder_refine})
-    grown_from = start.config.latent_channels if start is not None else codec.config.latent_channels
     codec = codec.to(where.device)
     vocoder_seconds = seconds * args.vocoder_share if codec.vocoder is not None else 0.0
     seconds -= vocoder_seconds
@@ -499,7 +498,7 @@ def train_audio(args: argparse.Namespace, seconds: float, clips: Clips, where: P
         return spectrum_loss(codec.decode_log_magnitude(codec.encode_log_magnitude(spectra)).float(), spectra,
                              clips.layout.sample_rate)
 
-    start, cpu = time.monotonic(), time.process_time()
+    began, cpu = time.monotonic(), time.process_time()
     steps = _train("audio", codec, loss_of, batch_of, args, seconds, where)
     if codec.vocoder is not None:
         codec.requires_grad_(False)
@@ -510,11 +509,11 @@ def train_audio(args: argparse.Namespace, seconds: float, clips: Clips, where: P
     _round_weights(codec, args.weights_dtype)
     _normalise_latents(codec, clips.statistics()[1])
     agreement = evaluate_audio(codec, audio=clips.scores()[1], sample_rate=clips.layout.sample_rate)
-    report = {"steps": steps, "batch": args.audio_batch, "seconds": round(time.monotonic() - start),
+    report = {"steps": steps, "batch": args.audio_batch, "seconds": round(time.monotonic() - began),
               "cpu_seconds": round(time.process_time() - cpu), "decoder": codec.decoder,
               "heldout_agreement": {k: round(v, 4) for k, v in agreement.items()}}
-    if grown_from != codec.config.latent_channels:
-        report["latent_channels_grown_from"] = grown_from
+    if start is not None and start.config.latent_channels != codec.config.latent_channels:
+        report["latent_channels_grown_from"] = start.config.latent_channels
     if codec.vocoder is not None:
         report["vocoder"] = {**vocoder_report, **compare_decoders(codec, clips)}
     print(f"audio: {steps} steps, held-out scorer agreement {report['heldout_agreement']}", flush=True)
