@@ -260,6 +260,28 @@ def test_shipped_audio_codec_decodes_latents_far_out_of_range_to_finite_sound():
     with torch.no_grad():
         decoded = audio.decode(wild)
     assert decoded.shape == (2, 1, 20 * 320) and bool(torch.isfinite(decoded).all())
+    # ... and no louder than full scale (RMS 57 before frames were held to what [-1, 1] allows).
+    assert decoded.pow(2).mean(-1).sqrt().max().item() <= 1.5
+
+
+def test_decoded_frames_louder_than_full_scale_are_brought_down_to_it_and_others_left_alone():
+    """A frame's power, summed over bins, is held to n_fft * sum(window^2), all bins scaled alike: a
+    full-scale sine or full-scale noise keeps its spectrum bit for bit; the same sine ten times louder
+    comes back at exactly the limit, its spectrum's shape kept."""
+    codec = build_audio_codec(learned_audio_config())
+    t = torch.arange(16000, dtype=torch.float64) / 16000
+    sine = torch.sin(2 * math.pi * 1000.0 * t).float()
+    noise = torch.rand(16000, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    for sound in (sine, 0.01 * sine, noise):
+        log_magnitude = codec.log_magnitude(sound[None, None])
+        assert torch.equal(codec._within_full_scale(log_magnitude), log_magnitude)
+    loud = codec.log_magnitude(10 * sine[None, None])
+    held = codec._within_full_scale(loud)
+    limit = codec.n_fft * float((torch.hann_window(codec.n_fft) ** 2).sum())
+    power = (2 * held).exp().sum(1)  # (1, T)
+    assert torch.allclose(power, torch.full_like(power, limit), rtol=1e-4)
+    shift = loud - held  # the same for every bin of a frame
+    assert torch.allclose(shift, shift[:, :1].expand_as(shift), atol=1e-5) and shift.min().item() > 0.5
 
 
 def test_shipped_latents_are_about_unit_variance():

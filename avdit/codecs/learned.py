@@ -344,7 +344,18 @@ class LearnedAudioCodec(AudioCodec):
         log_magnitude = self.decode_log_magnitude(raw)  # (B, C*bins, T)
         # Capped at the magnitude of a sine of amplitude 4 (n_fft / 4 * 4): a latent far outside
         # what the codec was trained on gives a loud frame, never an infinite one.
-        return log_magnitude.float().clamp(max=math.log(self.n_fft)).reshape(b * channels, -1, raw.shape[-1])
+        log_magnitude = log_magnitude.float().clamp(max=math.log(self.n_fft)).reshape(b * channels, -1, raw.shape[-1])
+        return self._within_full_scale(log_magnitude)
+
+    def _within_full_scale(self, log_magnitude: torch.Tensor) -> torch.Tensor:
+        """(N, bins, T) log magnitudes, each frame scaled down (all bins alike) where its power exceeds
+        what a signal within [-1, 1] can give: by Parseval, n_fft * sum(window^2) (a full-scale sine
+        gives a quarter of it). What an encoder makes of a sound unlike its training set (pure tones
+        over digital silence) can decode far louder than the sound; this keeps such frames at full
+        scale instead of tens of dB over it. Frames of sound within full scale are left as they are."""
+        limit = math.log(self.n_fft * float((self._window(log_magnitude) ** 2).sum()))
+        frame_power = torch.logsumexp(2.0 * log_magnitude, dim=1, keepdim=True)  # (N, 1, T)
+        return log_magnitude - 0.5 * (frame_power - limit).clamp_min(0.0)
 
     def waveform_from_log_magnitude(self, log_magnitude: torch.Tensor, decoder: str | None = None,
                                     refine: int | None = None) -> torch.Tensor:
