@@ -35,7 +35,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -435,6 +435,65 @@ def grow_codec(start: VideoCodec | LearnedAudioCodec, latent_channels: int | Non
     missing, _ = codec.load_state_dict(state, strict=False)
     assert all(k.startswith("vocoder.") for k in missing), missing
     return codec
+
+
+def average_codecs(base: str | os.PathLike, tuned: str | os.PathLike, weight: float,
+                   data: str = "toneshapes") -> tuple[AVDiTConfig, dict[str, torch.Tensor]]:
+    """The codecs of `tuned` (a fine-tune of `base`) with every weight moved back towards `base`'s:
+    (1 - weight) x base + weight x tuned, computed in float32 and stored in `tuned`'s dtypes (WiSE-FT,
+    Wortsman et al. 2022: the average keeps much of what fine-tuning gained and much of the base's
+    robustness to what the fine-tune did not show). A codec whose weights changed gets its latent scale
+    set again on `data`'s statistics clips (as `train-codec` sets it); one whose weights are the same in
+    both keeps them and its scale. Both checkpoints must hold codecs of the same shape and layout.
+    Returns the config (training record: both files, their weights and records) and the tensors."""
+    from avdit.codecs import codecs_path
+    from avdit.checkpoint import load_checkpoint
+
+    if not (isinstance(weight, (int, float)) and 0.0 < weight < 1.0):
+        raise ValueError(f"weight is {weight!r}; give the fine-tuned codecs' share, above 0 and below 1")
+    (base_config, base_tensors), (config, tensors) = (load_checkpoint(codecs_path(p)) for p in (base, tuned))
+    config = replace(config)
+
+    def shape(codec_config):
+        return replace(codec_config, latent_shift=0.0, latent_scale=1.0)
+
+    for name, ours, theirs in (("layout", config.layout, base_config.layout),
+                               ("video codec", shape(config.video_codec), shape(base_config.video_codec)),
+                               ("audio codec", shape(config.audio_codec), shape(base_config.audio_codec))):
+        if ours != theirs:
+            ours, theirs = asdict(ours), asdict(theirs)
+            ours, theirs = {**ours.pop("options", {}), **ours}, {**theirs.pop("options", {}), **theirs}
+            differ = ", ".join(f"{k} {ours.get(k)!r} against {theirs.get(k)!r}" for k in sorted(ours.keys() | theirs.keys())
+                               if ours.get(k) != theirs.get(k))
+            raise ValueError(f"{tuned}: its {name} is not that of {base} ({differ}); only codecs of the same shape "
+                             f"average (a fine-tune of the other, not a grown or re-shaped one)")
+    mismatched = sorted(k for k in tensors.keys() ^ base_tensors.keys()
+                        if k.startswith(("video_codec.", "audio_codec.")))
+    mismatched += sorted(k for k in tensors.keys() & base_tensors.keys() if tensors[k].shape != base_tensors[k].shape)
+    if mismatched:
+        raise ValueError(f"{tuned} and {base} hold different weights (e.g. {mismatched[0]!r}, {len(mismatched)} in all); "
+                         f"only codecs of the same shape average")
+    averaged = {}
+    for key, value in tensors.items():
+        if value.is_floating_point() and key.startswith(("video_codec.", "audio_codec.")):
+            value = ((1.0 - weight) * base_tensors[key].float() + weight * value.float()).to(value.dtype)
+        averaged[key] = value
+    from avdit.codecs import build_codecs
+
+    video, audio = build_codecs(config, averaged, tuned)
+    report = dict(config.training.get("codecs", {}))
+    base_report = base_config.training.get("codecs", {})
+    for name, codec, prefix, index in (("video", video, "video_codec.", 0), ("audio", audio, "audio_codec.", 1)):
+        if all(torch.equal(tensors[k], base_tensors[k]) for k in tensors if k.startswith(prefix)):
+            continue
+        clips = Clips(data, config.layout, channels=config.audio_codec.channels, streams=name)
+        _normalise_latents(codec, clips.statistics()[index])
+        report[name] = {"average": [{"file": str(base), "weight": round(1.0 - weight, 6), "training": base_report.get(name)},
+                                    {"file": str(tuned), "weight": round(float(weight), 6), "training": report.get(name)}],
+                        "latent_scale_from": clips.describe()}
+    config.video_codec, config.audio_codec = video.config, audio.config
+    config.training = {**config.training, "codecs": report}
+    return config, averaged
 
 
 def train_video(args: argparse.Namespace, seconds: float, clips: Clips, where: Processes,
