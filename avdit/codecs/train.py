@@ -41,8 +41,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from avdit.checkpoint import CheckpointError, save_checkpoint
-from avdit.codecs import build_audio_codec, build_video_codec, load_codecs
+from avdit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from avdit.codecs import build_audio_codec, build_codecs, build_video_codec, codecs_path, load_codecs
 from avdit.codecs.base import AudioCodec, VideoCodec, mel_filterbank, video_psnr
 from avdit.codecs.learned import AUDIO_DECODERS, AUDIO_OPTIONS, LearnedAudioCodec, video_options
 from avdit.config import AudioCodecConfig, AVDiTConfig, LayoutConfig, VideoCodecConfig
@@ -446,9 +446,6 @@ def average_codecs(base: str | os.PathLike, tuned: str | os.PathLike, weight: fl
     set again on `data`'s statistics clips (as `train-codec` sets it); one whose weights are the same in
     both keeps them and its scale. Both checkpoints must hold codecs of the same shape and layout.
     Returns the config (training record: both files, their weights and records) and the tensors."""
-    from avdit.codecs import codecs_path
-    from avdit.checkpoint import load_checkpoint
-
     if not (isinstance(weight, (int, float)) and 0.0 < weight < 1.0):
         raise ValueError(f"weight is {weight!r}; give the fine-tuned codecs' share, above 0 and below 1")
     (base_config, base_tensors), (config, tensors) = (load_checkpoint(codecs_path(p)) for p in (base, tuned))
@@ -478,8 +475,6 @@ def average_codecs(base: str | os.PathLike, tuned: str | os.PathLike, weight: fl
         if value.is_floating_point() and key.startswith(("video_codec.", "audio_codec.")):
             value = ((1.0 - weight) * base_tensors[key].float() + weight * value.float()).to(value.dtype)
         averaged[key] = value
-    from avdit.codecs import build_codecs
-
     video, audio = build_codecs(config, averaged, tuned)
     report = dict(config.training.get("codecs", {}))
     base_report = base_config.training.get("codecs", {})
