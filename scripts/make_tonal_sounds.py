@@ -2,12 +2,15 @@
 """Write a folder of procedural tonal sounds (WAV, 16-bit mono) for training audio codecs.
 
     python scripts/make_tonal_sounds.py --output DIR/train/audio/tones [--count 400] [--first-seed 0]
+    python scripts/make_tonal_sounds.py --kind effects --output DIR/validation/effects --first-seed 100000
 
 Sound I of the folder is `avdit.data.tonal_sound(first_seed + I)`: beeps, chimes, harmonic and
 inharmonic tones, sweeps and FM tones over silence or faint noise, what speech and music rarely
-hold. Files are named tone_SEED.wav and written to a temporary name, then renamed; a file already
-there with that name is left as it is, so a rerun (or a larger --count) only adds what is missing.
-Seeds 100000 and up are left for validation sets (`--first-seed 100000`).
+hold; with `--kind effects`, `avdit.data.effect_sound(first_seed + I)`: bursts, impacts, crackles and
+whooshes, broadband, often loud or clipped. Files are named tone_SEED.wav (effect_SEED.wav) and written
+to a temporary name, then renamed; a file already there with that name is left as it is, so a rerun
+(or a larger --count) only adds what is missing. Seeds 100000 and up are left for validation sets
+(`--first-seed 100000`).
 """
 from __future__ import annotations
 
@@ -17,12 +20,13 @@ import sys
 
 import torch
 
-from avdit.data import tonal_sound
+from avdit.data import effect_sound, tonal_sound
 from avdit.media import MediaError, write_wav
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kind", default="tones", help="tones (default) or effects")
     parser.add_argument("--output", required=True, help="folder to write the WAV files to (made if missing)")
     parser.add_argument("--count", type=int, default=400, help="how many sounds (default 400)")
     parser.add_argument("--first-seed", type=int, default=0, help="seed of the first sound (default 0)")
@@ -34,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"make_tonal_sounds: {message}", file=sys.stderr)
         return 2
 
+    kinds = {"tones": (tonal_sound, "tone"), "effects": (effect_sound, "effect")}
+    if args.kind not in kinds:
+        return refuse(f"--kind {args.kind!r}: give one of {list(kinds)}")
+    make, prefix = kinds[args.kind]
     if args.count < 1:
         return refuse(f"--count {args.count}: give at least 1 sound")
     if args.first_seed < 0:
@@ -47,12 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(args.output, exist_ok=True)
     written = 0
     for seed in range(args.first_seed, args.first_seed + args.count):
-        path = os.path.join(args.output, f"tone_{seed:05d}.wav")
+        path = os.path.join(args.output, f"{prefix}_{seed:05d}.wav")
         if os.path.exists(path):
             continue
-        sound = torch.from_numpy(tonal_sound(seed, args.seconds, args.sample_rate))[None]
+        sound = torch.from_numpy(make(seed, args.seconds, args.sample_rate))[None]
         try:
-            write_wav(path, sound, args.sample_rate, metadata={"comment": f"avdit.data.tonal_sound({seed})"})
+            write_wav(path, sound, args.sample_rate, metadata={"comment": f"avdit.data.{make.__name__}({seed})"})
         except MediaError as exc:
             return refuse(str(exc))
         written += 1
