@@ -652,6 +652,22 @@ def _procedural_sound_start(seed, seconds, sample_rate) -> tuple[np.random.Gener
     return np.random.default_rng(seed), n, np.arange(n) / sample_rate
 
 
+def _noise_floor(rng: np.random.Generator, u: float, n: int, noisy: float) -> np.ndarray | float:
+    """What lies under a procedural sound, by the uniform draw `u`: noise at -90..-50 dB (u < 0.3), at
+    -50..-30 dB (0.3 <= u < `noisy`), else digital silence (0)."""
+    if u < 0.3:
+        return 10 ** (rng.uniform(-90, -50) / 20) * rng.standard_normal(n)
+    if u < noisy:
+        return 10 ** (rng.uniform(-50, -30) / 20) * rng.standard_normal(n)
+    return 0.0
+
+
+def _at_most_099(out: np.ndarray) -> np.ndarray:
+    """`out` scaled down to peak at 0.99 where it peaks above, as float32."""
+    peak = np.abs(out).max()
+    return (out * (0.99 / peak) if peak > 0.99 else out).astype(np.float32)
+
+
 def tonal_sound(seed: int, seconds: float = 4.25, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """A procedural sound of sustained and decaying tones, (S,) float32 peaking at most 0.99.
 
@@ -706,17 +722,10 @@ def tonal_sound(seed: int, seconds: float = 4.25, sample_rate: int = SAMPLE_RATE
         peak = np.abs(sound).max()
         if peak > 0:
             out += np.exp(rng.uniform(np.log(0.03), np.log(0.9))) * envelope * sound / peak
-    u = rng.random()
-    if u < 0.3:
-        out += 10 ** (rng.uniform(-90, -50) / 20) * rng.standard_normal(n)
-    elif u < 0.45:
-        out += 10 ** (rng.uniform(-50, -30) / 20) * rng.standard_normal(n)
+    out = out + _noise_floor(rng, rng.random(), n, 0.45)
     if rng.random() < 0.1:
         out += rng.uniform(-0.05, 0.05)
-    peak = np.abs(out).max()
-    if peak > 0.99:
-        out *= 0.99 / peak
-    return out.astype(np.float32)
+    return _at_most_099(out)
 
 
 EFFECT_KINDS = ("burst", "impact", "crackle", "whoosh")
@@ -780,16 +789,10 @@ def effect_sound(seed: int, seconds: float = 4.25, sample_rate: int = SAMPLE_RAT
         if peak > 0:
             out += np.exp(rng.uniform(np.log(0.05), np.log(0.99))) * sound / peak
     u, drive = rng.random(), rng.random() < 0.25
-    if u < 0.3:
-        out += 10 ** (rng.uniform(-90, -50) / 20) * rng.standard_normal(n)
-    elif u < 0.5:
-        out += 10 ** (rng.uniform(-50, -30) / 20) * rng.standard_normal(n)
+    out = out + _noise_floor(rng, u, n, 0.5)
     if drive and np.abs(out).max() > 0:  # driven past full scale, as a loud recording clips
         out = np.clip(out / np.abs(out).max() * 0.99 * rng.uniform(1.5, 4.0), -0.99, 0.99)
-    peak = np.abs(out).max()
-    if peak > 0.99:
-        out *= 0.99 / peak
-    return out.astype(np.float32)
+    return _at_most_099(out)
 
 
 def _fit_samples(waveform: torch.Tensor, length: int) -> torch.Tensor:
