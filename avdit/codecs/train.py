@@ -464,12 +464,8 @@ def average_codecs(base: str | os.PathLike, tuned: str | os.PathLike, weight: fl
                                if ours.get(k) != theirs.get(k))
             raise ValueError(f"{tuned}: its {name} is not that of {base} ({differ}); only codecs of the same shape "
                              f"average (a fine-tune of the other, not a grown or re-shaped one)")
-    mismatched = sorted(k for k in tensors.keys() ^ base_tensors.keys()
-                        if k.startswith(("video_codec.", "audio_codec.")))
-    mismatched += sorted(k for k in tensors.keys() & base_tensors.keys() if tensors[k].shape != base_tensors[k].shape)
-    if mismatched:
-        raise ValueError(f"{tuned} and {base} hold different weights (e.g. {mismatched[0]!r}, {len(mismatched)} in all); "
-                         f"only codecs of the same shape average")
+    for file_config, file_tensors, path in ((base_config, base_tensors, base), (config, tensors, tuned)):
+        build_codecs(file_config, file_tensors, path)  # each file's weights are those its config needs, or it is refused
     averaged = {}
     for key, value in tensors.items():
         if value.is_floating_point() and key.startswith(("video_codec.", "audio_codec.")):
